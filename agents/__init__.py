@@ -1,0 +1,1 @@
+"""Policy backends and the batched multi-turn rollout runner (see the rollout issue)."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments for LLM agents: multi-turn tool use, math, single-turn function calling."""
