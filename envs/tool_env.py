@@ -1,0 +1,159 @@
+"""ToolEnv: a multi-turn Gymnasium environment in which an LLM agent solves a task by calling tools.
+
+Contract (Gymnasium's, exactly):
+- `reset(seed=None, options=None) -> (observation, info)`: picks a task (`options["task"]`, or
+  `options["task_index"]`, or one drawn with the env's seeded generator), builds fresh tools for it,
+  and returns the opening messages (system prompt if any, then the user's request). `info["tools"]`
+  holds the `ToolSpec`s the agent may call, `info["task_id"]` the task's id.
+- `step(action) -> (observation, reward, terminated, truncated, info)`: `action` is the assistant's
+  text for one turn. It is parsed for tool calls in the env's format (`hermes`, `json` or
+  `pythonic`). Calls are validated and executed in order; the observation is one `tool` message per
+  call (a result or an error addressed to the agent). A turn that fails to parse gets one `tool`
+  message with the parse error and the episode goes on, so the agent can repair its call. A turn
+  with no calls is the final answer: the episode terminates. Reaching `max_turns` turns, or
+  `max_tokens` tokens of conversation (when a `count_tokens` function is given), truncates it.
+- Rewards are sparse: 0 until the episode ends, then the rubric's weighted total, with the
+  per-term breakdown in `info["reward_breakdown"]` and any failing term in `info["reward_errors"]`.
+
+Nothing the agent writes can crash a step: malformed calls, unknown tools, invalid arguments, tool
+exceptions, timeouts and huge outputs become error messages (see `chord_env.tools.execute`).
+Programming mistakes (an action that is not a `str`, stepping a finished episode) raise at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+
+from chord_env.envs.rewards import Episode, Rubric, default_rubric
+from chord_env.envs.spaces import AssistantText, Messages
+from chord_env.envs.task import Task, TaskSource, draw_task, opening_messages
+from chord_env.parsing import PARSERS
+from chord_env.tools import Tool, ToolResult, execute
+from chord_env.types import Message, ToolCall
+
+ToolSource = Sequence[Tool] | Callable[[Task], Sequence[Tool]]
+
+
+class ToolEnv(gym.Env[list, str]):
+    """Multi-turn tool use: the agent calls tools until it gives a final answer.
+
+    Args:
+        tools: the tools, or a function building fresh (stateful) tools for each task.
+        tasks: a list of tasks, or a function drawing one from a numpy generator (procedural tasks).
+        rubric: reward terms; defaults to answer match plus a small format bonus.
+        parser: the tool-call format the agent writes: "hermes", "json" or "pythonic".
+        system_prompt: an optional system message opening every episode.
+        max_turns: agent turns before the episode is truncated.
+        max_tokens: conversation tokens before the episode is truncated (needs `count_tokens`).
+        count_tokens: counts the tokens of a text, e.g. `lambda s: len(tokenizer.encode(s))`.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        tools: ToolSource,
+        tasks: TaskSource,
+        rubric: Rubric | None = None,
+        parser: str = "hermes",
+        system_prompt: str | None = None,
+        max_turns: int = 8,
+        max_tokens: int | None = None,
+        count_tokens: Callable[[str], int] | None = None,
+    ):
+        if parser not in PARSERS:
+            raise ValueError(f"unknown parser {parser!r}; choose one of {sorted(PARSERS)}")
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if max_tokens is not None and count_tokens is None:
+            raise ValueError("max_tokens needs count_tokens (e.g. lambda s: len(tokenizer.encode(s)))")
+        if not callable(tasks) and len(tasks) == 0:
+            raise ValueError("ToolEnv needs at least one task")
+        self._tools_for = tools if callable(tools) else (lambda task, fixed=tuple(tools): fixed)
+        self._tasks = tasks
+        self.rubric = rubric or default_rubric()
+        self.parser = parser
+        self._parse = PARSERS[parser]
+        self.system_prompt = system_prompt
+        self.max_turns = max_turns
+        self.max_tokens = max_tokens
+        self.count_tokens = count_tokens
+        self.action_space = AssistantText()
+        self.observation_space = Messages()
+        self._done = True
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
+        super().reset(seed=seed)
+        self.task = draw_task(self._tasks, self.np_random, options or {})
+        self.tools = {t.name: t for t in self._tools_for(self.task)}
+        opening = opening_messages(self.task, self.system_prompt)
+        self.messages = list(opening)
+        self.tool_results: list[ToolResult] = []
+        self.parse_errors = 0
+        self.turns = 0
+        self.tokens = sum(self.count_tokens(m.content) for m in opening) if self.count_tokens else 0
+        self._done = False
+        return opening, {"tools": [t.spec for t in self.tools.values()], "task_id": self.task.id}
+
+    def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
+        if not isinstance(action, str):
+            raise TypeError(f"ToolEnv actions are the assistant's text (str), got {type(action).__name__}")
+        if self._done:
+            raise RuntimeError("the episode has ended: call reset() before step()")
+        self.turns += 1
+        parsed = self._parse(action)
+        calls = [ToolCall(c.name, c.arguments, c.id or f"call_{self.turns}_{i}") for i, c in enumerate(parsed.calls)]
+        self.messages.append(Message("assistant", parsed.content, tool_calls=calls))
+        observation, results = self._respond(parsed.error, calls)
+        self.messages.extend(observation)
+        self.tool_results.extend(results)
+
+        terminated = parsed.error is None and not calls
+        truncation = None
+        if self.count_tokens:
+            self.tokens += self.count_tokens(action) + sum(self.count_tokens(m.content) for m in observation)
+        if not terminated and self.turns >= self.max_turns:
+            truncation = "max_turns"
+        elif not terminated and self.max_tokens is not None and self.tokens >= self.max_tokens:
+            truncation = "max_tokens"
+
+        info: dict[str, Any] = {
+            "turn": self.turns,
+            "tool_calls": [{"name": c.name, "arguments": c.arguments, "id": c.id} for c in calls],
+            "tool_errors": [r.error for r in results if r.error],
+            "parse_error": parsed.error,
+            "truncation": truncation,
+        }
+        reward = 0.0
+        if terminated or truncation:
+            self._done = True
+            final = parsed.content if terminated else None
+            reward, breakdown, errors = self.rubric(self._episode(final, truncation))
+            info.update(reward_breakdown=breakdown, reward_errors=errors)
+        return observation, reward, terminated, truncation is not None, info
+
+    def _respond(self, parse_error: str | None, calls: list[ToolCall]) -> tuple[list[Message], list[ToolResult]]:
+        if parse_error is not None:
+            self.parse_errors += 1
+            return [Message("tool", f"Error: could not parse your tool call: {parse_error}")], []
+        results = [execute(call, self.tools) for call in calls]
+        messages = [Message("tool", r.content, tool_call_id=c.id, name=c.name) for c, r in zip(calls, results)]
+        return messages, results
+
+    def _episode(self, final_answer: str | None, truncation: str | None) -> Episode:
+        return Episode(
+            task=self.task,
+            messages=list(self.messages),
+            final_answer=final_answer,
+            tool_results=list(self.tool_results),
+            parse_errors=self.parse_errors,
+            turns=self.turns,
+            tools=self.tools,
+            truncation=truncation,
+        )
+
+    def expert_actions(self) -> list[str]:
+        """The current task's expert turns (for scripted episodes and `chord-env envs check`)."""
+        return list(self.task.expert)
