@@ -1,0 +1,111 @@
+"""Schedules for mu, the weight of the SFT loss in CHORD, as pure functions of the optimizer step.
+
+mu changes per optimizer step and stays constant across the gradient-accumulation micro-steps of one
+step. `chord_mu` is the authors' schedule (Trinity-RFT `mu_schedule_function`, CHORD.md): linear warmup
+from 0 to `peak` over W steps, cosine decay to `valley` over D steps, then `valley`. Note that it starts
+at 0 when W > 0, and that W = D = 0 gives the constant `valley` (CHORD-phi uses peak = valley = 0.1).
+
+`MuSchedule` is what a YAML config maps onto, e.g. `{kind: chord, warmup_steps: 0, decay_steps: 200,
+peak: 0.9, valley: 0.05}` (CHORD-mu, math). It rejects missing and irrelevant fields, so a saved config
+states exactly the schedule that ran. Deviation from the reference: parameters are validated (negative
+steps, mu outside [0, 1]) with a ValueError instead of being trusted.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+
+def _check(step: int, mus: dict[str, float], lengths: dict[str, int]) -> None:
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    for name, value in mus.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} is a value of mu and must lie in [0, 1], got {value}")
+    for name, value in lengths.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def constant(step: int, value: float) -> float:
+    """mu = value at every step."""
+    _check(step, {"value": value}, {})
+    return value
+
+
+def linear(step: int, start: float, end: float, steps: int) -> float:
+    """mu from `start` at step 0 to `end` at step `steps`, linearly; `end` afterwards (steps = 0: end)."""
+    _check(step, {"start": start, "end": end}, {"steps": steps})
+    if step >= steps:
+        return end
+    return start + (end - start) * step / steps
+
+
+def cosine(step: int, start: float, end: float, steps: int) -> float:
+    """mu from `start` at step 0 to `end` at step `steps` along half a cosine; `end` afterwards."""
+    _check(step, {"start": start, "end": end}, {"steps": steps})
+    if step >= steps:
+        return end
+    return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * step / steps))
+
+
+def chord_mu(step: int, warmup_steps: int, decay_steps: int, peak: float, valley: float) -> float:
+    """The CHORD schedule exactly as CHORD.md / Trinity-RFT (W = warmup_steps, D = decay_steps):
+    step < W: peak * step / W;  step >= W + D: valley;  else valley + (peak - valley) * 0.5 * (1 +
+    cos(pi * (step - W) / D)).
+    """
+    _check(step, {"peak": peak, "valley": valley}, {"warmup_steps": warmup_steps, "decay_steps": decay_steps})
+    W, D = warmup_steps, decay_steps
+    if step < W:
+        return peak * step / W
+    if step >= W + D:
+        return valley
+    return valley + (peak - valley) * 0.5 * (1.0 + math.cos(math.pi * (step - W) / D))
+
+
+SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine, "chord": chord_mu}
+PARAMS = {
+    "constant": ("value",),
+    "linear": ("start", "end", "steps"),
+    "cosine": ("start", "end", "steps"),
+    "chord": ("warmup_steps", "decay_steps", "peak", "valley"),
+}
+
+
+@dataclass(frozen=True)
+class MuSchedule:
+    """A mu schedule from config: `kind` picks the function, and exactly its parameters must be set."""
+
+    kind: str
+    """one of "constant", "linear", "cosine", "chord" (the authors' warmup-then-cosine schedule)"""
+    value: float | None = None
+    """constant: mu"""
+    start: float | None = None
+    """linear, cosine: mu at step 0"""
+    end: float | None = None
+    """linear, cosine: mu from step `steps` on"""
+    steps: int | None = None
+    """linear, cosine: length of the ramp in optimizer steps"""
+    warmup_steps: int | None = None
+    """chord: W, linear warmup from 0 to peak"""
+    decay_steps: int | None = None
+    """chord: D, cosine decay from peak to valley"""
+    peak: float | None = None
+    """chord: mu at the end of warmup"""
+    valley: float | None = None
+    """chord: mu after warmup + decay"""
+
+    def __post_init__(self):
+        if self.kind not in SCHEDULES:
+            raise ValueError(f"unknown mu schedule kind {self.kind!r}; choose from {sorted(SCHEDULES)}")
+        wanted = PARAMS[self.kind]
+        params = [f.name for f in dataclasses.fields(self) if f.name != "kind"]
+        set_fields = {name for name in params if getattr(self, name) is not None}
+        if missing := [name for name in wanted if name not in set_fields]:
+            raise ValueError(f"mu schedule {self.kind!r} needs {missing}")
+        if extra := sorted(set_fields - set(wanted)):
+            raise ValueError(f"mu schedule {self.kind!r} does not take {extra}; it takes {list(wanted)}")
+        self(0)  # validates the values now, not at the first training step
+
+    def __call__(self, step: int) -> float:
+        return SCHEDULES[self.kind](step, **{name: getattr(self, name) for name in PARAMS[self.kind]})
