@@ -9,6 +9,7 @@ and rebuilt, so a pathological expression cannot stall the caller.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import threading
 from typing import Sequence
@@ -89,4 +90,5 @@ def shared_pool() -> VerifierPool:
     global _shared
     if _shared is None:
         _shared = VerifierPool(processes=1)
+        atexit.register(_shared.close)
     return _shared

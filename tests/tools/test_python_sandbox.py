@@ -1,0 +1,142 @@
+"""The `python` sandbox tool: normal runs, and each kind of runaway program ends with a clear status."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from chord_env.tools import execute, python
+from chord_env.tools.python_exec import NOBODY, Limits, run_python
+from chord_env.types import ToolCall
+
+ROOT = os.geteuid() == 0
+FAST = Limits(timeout=2.0)
+
+
+def _netns_available() -> bool:
+    if not ROOT or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+
+
+def _sandbox_processes() -> list[tuple[int, str]]:
+    """(pid, state) of processes left by sandboxes, zombies included: as root every process of
+    `nobody`, otherwise those whose command line names a sandbox's temp directory."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit():
+                continue
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            if ROOT:
+                mine = int(status["Uid"].split()[0]) == NOBODY
+            else:
+                mine = b"chord-python-" in (entry / "cmdline").read_bytes()
+            if mine:
+                found.append((int(entry.name), status["State"].split()[0]))
+        except (OSError, KeyError, ValueError):
+            continue
+    return found
+
+
+def _wait_until_gone(seconds: float, zombies_too: bool = True) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + seconds
+    while True:
+        left = [p for p in _sandbox_processes() if zombies_too or p[1] != "Z"]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+def test_print_through_execute() -> None:
+    result = execute(ToolCall("python", {"code": "print(sum(range(10)))"}), {"python": python})
+    assert result.error is None and result.content == "45\n"
+
+
+def test_no_output_and_exit_status() -> None:
+    assert run_python("x = 1", FAST) == "(no output)"
+    out = run_python("print('bye')\nraise SystemExit(3)", FAST)
+    assert out == "bye\nExit status 3"
+
+
+def test_exception_shows_traceback_and_status() -> None:
+    out = run_python("1 / 0", FAST)
+    assert "ZeroDivisionError: division by zero" in out and out.endswith("Exit status 1")
+
+
+def test_memory_bomb() -> None:
+    out = run_python("x = bytearray(10**10)", FAST)
+    assert "MemoryError" in out
+
+
+def test_growing_list_memory_bomb() -> None:
+    start = time.monotonic()
+    out = run_python("x = []\nwhile True:\n    x.append(bytearray(10**6))", FAST)
+    assert "MemoryError" in out and time.monotonic() - start < 3
+
+
+def test_infinite_loop_is_killed() -> None:
+    start = time.monotonic()
+    out = run_python("while True:\n    pass", Limits(timeout=1.0))
+    assert out == "Killed: exceeded the 1 s time limit"
+    assert time.monotonic() - start < 2
+
+
+def test_fork_bomb_ends_and_leaves_no_processes() -> None:
+    start = time.monotonic()
+    out = run_python("import os\nwhile True:\n    os.fork()", FAST)
+    assert time.monotonic() - start < 4
+    assert "Resource temporarily unavailable" in out or "Killed" in out
+    assert _wait_until_gone(1, zombies_too=False) == []  # SIGKILL takes effect within moments
+    # Orphaned zombies wait for init to reap them and hold `nobody`'s process slots until then.
+    assert _wait_until_gone(10) == []
+
+
+def test_background_child_is_killed_with_the_group() -> None:
+    sleeper = "[sys.executable, '-c', 'import time; time.sleep(60)']"
+    code = f"import subprocess, sys\nsubprocess.Popen({sleeper})\nprint('started')"
+    assert _wait_until_gone(10) == []
+    assert run_python(code, FAST) == "started\n"
+    assert _wait_until_gone(3) == []
+
+
+def test_huge_file_is_refused() -> None:
+    code = "with open('big', 'wb') as f:\n    for _ in range(100):\n        f.write(bytes(2**20))"
+    out = run_python(code, FAST)
+    assert "File too large" in out
+
+
+def test_output_is_capped() -> None:
+    start = time.monotonic()
+    out = run_python("while True:\n    print('y' * 1000)", Limits(timeout=2.0, max_output_bytes=5000))
+    assert out.endswith("Killed: output exceeded 5000 bytes")
+    assert len(out) < 5100 and time.monotonic() - start < 2
+
+
+def test_temp_dir_is_removed() -> None:
+    workdir = run_python("import os\nprint(os.getcwd())", FAST).strip()
+    assert "chord-python-" in workdir and not os.path.exists(workdir)
+
+
+@pytest.mark.skipif(not ROOT, reason="privileges are dropped only when running as root")
+def test_runs_as_nobody_and_cannot_touch_callers_files(tmp_path: Path) -> None:
+    target = tmp_path / "secret.txt"
+    target.write_text("s3cret")
+    os.chmod(tmp_path, 0o700)
+    out = run_python(f"import os\nprint(os.getuid())\nprint(open({str(target)!r}).read())", FAST)
+    assert out.startswith(f"{NOBODY}\n") and "PermissionError" in out and "s3cret" not in out
+
+
+@pytest.mark.skipif(not _netns_available(), reason="needs root and network namespaces")
+def test_socket_to_loopback_fails() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')"
+        out = run_python(code, FAST)
+    assert "connected" not in out.splitlines() and "OSError" in out
