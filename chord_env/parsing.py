@@ -34,6 +34,7 @@ import keyword
 import math
 import re
 import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +45,7 @@ MAX_CHARS = 1_000_000
 
 HERMES_OPEN = "<tool_call>"
 HERMES_CLOSE = "</tool_call>"
+HERMES_CLOSE_ESCAPED = "<\\/tool_call>"
 
 
 @dataclass
@@ -109,8 +111,9 @@ def _result(calls: list[ToolCall], pieces: list[str], errors: list[str]) -> Pars
 def parse_hermes(text: str) -> ParseResult:
     """Parse `<tool_call>{json}</tool_call>` blocks; the text outside them is the content.
 
-    The JSON is decoded straight after the opening tag, so a `</tool_call>` inside an argument
-    string does not end the block.
+    A block ends at the first `</tool_call>` after its opening tag, as in vLLM's Hermes tool parser;
+    `format_hermes` and `chat.HERMES_TEMPLATE` write that tag inside an argument string as
+    `<\\/tool_call>` (a valid JSON escape), so every call they write parses back.
     """
     if refused := _too_long(text):
         return refused
@@ -122,27 +125,22 @@ def parse_hermes(text: str) -> ParseResult:
     while (start := text.find(HERMES_OPEN, pos)) >= 0:
         pieces.append(text[pos:start])
         number += 1
-        body = start + len(HERMES_OPEN)
-        close = text.find(HERMES_CLOSE, body)
         where = f"<tool_call> #{number}"
+        body_start = start + len(HERMES_OPEN)
+        close = text.find(HERMES_CLOSE, body_start)
+        if close < 0:
+            errors.append(f"unclosed {where}")
+            pos = len(text)
+            break
+        pos = close + len(HERMES_CLOSE)
+        body = text[body_start:close]
         try:
-            obj, end = _decode_at(text, _SPACE.match(text, body).end())
+            obj, end = _decode_at(body, _SPACE.match(body).end())
         except ValueError as e:
-            errors.append(f"invalid JSON in {where}: {_json_error(e, body)}")
-            if close < 0:
-                errors.append(f"unclosed {where}")
-                return _result(calls, pieces, errors)
-            pos = close + len(HERMES_CLOSE)
+            errors.append(f"invalid JSON in {where}: {_json_error(e, 0)}")
             continue
-        after = _SPACE.match(text, end).end()
-        if text.startswith(HERMES_CLOSE, after):
-            pos = after + len(HERMES_CLOSE)
-        else:
-            close = text.find(HERMES_CLOSE, end)
-            errors.append(f"unclosed {where}" if close < 0 else f"text after the JSON in {where}")
-            if close < 0:
-                return _result(calls, pieces, errors)
-            pos = close + len(HERMES_CLOSE)
+        if body[end:].strip():
+            errors.append(f"invalid JSON in {where}: extra data at char {end}")
             continue
         try:
             calls.append(_call_from_object(obj))
@@ -152,16 +150,17 @@ def parse_hermes(text: str) -> ParseResult:
     return _result(calls, pieces, errors)
 
 
+def _hermes_json(call: ToolCall) -> str:
+    payload = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
+    return payload.replace(HERMES_CLOSE, HERMES_CLOSE_ESCAPED)
+
+
 def format_hermes(calls: list[ToolCall], content: str = "") -> str:
     """The assistant text for `calls` in Hermes format, as `chat.HERMES_TEMPLATE` renders it."""
-    blocks = [
-        f"{HERMES_OPEN}\n{json.dumps({'name': c.name, 'arguments': c.arguments}, ensure_ascii=False)}\n{HERMES_CLOSE}"
-        for c in calls
-    ]
+    blocks = [f"{HERMES_OPEN}\n{_hermes_json(c)}\n{HERMES_CLOSE}" for c in calls]
     return "\n".join(([content] if content else []) + blocks)
 
 
-_JSON_START = re.compile(r"[\[{]")
 _CALL_KEYS = ("name", "function", "arguments", "parameters", "type", "id")
 _CALL_SHAPED = re.compile(r"(?:\[\s*)?\{\s*\"(?:" + "|".join(_CALL_KEYS) + r")\"")
 _EMPTY_FENCE = re.compile(r"```[\w-]*\s*```")
@@ -179,10 +178,11 @@ def _is_call_shaped(value: Any) -> bool:
 def parse_json(text: str) -> ParseResult:
     """Parse call objects (or lists of them) written as JSON anywhere in the text.
 
-    The text is scanned once from left to right: at each `{` or `[` one `raw_decode`; a value that
-    is not call-shaped is content and the scan goes on after it; JSON that fails to decode is an
-    error if it starts like a call (its first key is one of `_CALL_KEYS`), else content, and the
-    scan goes on from where decoding failed, so no character is decoded twice.
+    The text is scanned once from left to right for JSON that starts like a call (an object, or a
+    list of objects, whose first key is one of `_CALL_KEYS`), with one `raw_decode` at each such
+    place. A decoded value that holds no call (`{"type": "object", ...}`) is content and the scan
+    goes on after it; JSON that fails to decode is an error and ends the scan (so no failure is
+    paid for twice: building a JSONDecodeError costs time linear in the text).
     """
     if refused := _too_long(text):
         return refused
@@ -192,17 +192,13 @@ def parse_json(text: str) -> ParseResult:
     pos = 0
     scan = 0
     number = 0
-    while match := _JSON_START.search(text, scan):
+    while match := _CALL_SHAPED.search(text, scan):
         start = match.start()
         try:
             value, end = _decode_at(text, start)
         except ValueError as e:
-            if _CALL_SHAPED.match(text, start):
-                errors.append(f"invalid JSON in tool call #{number + 1}: {_json_error(e, start)}")
-                break
-            failed_at = e.pos if isinstance(e, json.JSONDecodeError) else len(text)
-            scan = max(start + 1, failed_at)
-            continue
+            errors.append(f"invalid JSON in tool call #{number + 1}: {_json_error(e, start)}")
+            break
         scan = end
         if not _is_call_shaped(value):
             continue
@@ -223,6 +219,8 @@ def parse_json(text: str) -> ParseResult:
 
 def format_json(calls: list[ToolCall], content: str = "") -> str:
     """The assistant text for `calls` as JSON: one object for one call, else a list of objects."""
+    if not calls:
+        return content
     objects = [{"name": c.name, "arguments": c.arguments} for c in calls]
     payload = json.dumps(objects[0] if len(objects) == 1 else objects, ensure_ascii=False)
     return f"{content}\n{payload}" if content else payload
@@ -275,7 +273,10 @@ def _json_value(value: Any) -> Any:
 def _python_call(node: ast.expr, number: int) -> ToolCall:
     if not isinstance(node, ast.Call):
         raise ValueError(f"call #{number} is not a function call")
-    name = _dotted_name(node.func)
+    try:
+        name = _dotted_name(node.func)
+    except ValueError as e:
+        raise ValueError(f"call #{number}: {e}") from None
     if node.args:
         raise ValueError(f"call #{number} ({name}) has positional arguments; use name=value")
     arguments = {}
@@ -290,7 +291,7 @@ def _python_call(node: ast.expr, number: int) -> ToolCall:
 
 
 def parse_pythonic(text: str) -> ParseResult:
-    """Parse `[f(a=1), g.h(b="x")]` or one bare call `f(a=1)`.
+    """Parse `[f(a=1), g.h(b="x")]` or one bare call `f(a=1)` (a tuple of calls is read as a list).
 
     The calls start at the first line that looks like a call (`name(` or `[name(`), inside the first
     ``` fence if the text has one, and run to the end of the text (or fence); the text before is
@@ -305,11 +306,13 @@ def parse_pythonic(text: str) -> ParseResult:
     source = text[match.start() : hi]
     content = _pythonic_content(text, lo, hi, match.start())
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         detail = getattr(e, "msg", None) or str(e) or type(e).__name__
         return ParseResult([], content, f"invalid Python call syntax: {detail}")
-    nodes = tree.body.elts if isinstance(tree.body, ast.List) else [tree.body]
+    nodes = tree.body.elts if isinstance(tree.body, (ast.List, ast.Tuple)) else [tree.body]
     calls: list[ToolCall] = []
     errors: list[str] = []
     for number, node in enumerate(nodes, 1):
@@ -351,6 +354,8 @@ def format_pythonic(calls: list[ToolCall], content: str = "") -> str:
                 raise ValueError(f"argument name {k!r} of {c.name} cannot be a Python keyword argument")
         args = ", ".join(f"{k}={v!r}" for k, v in c.arguments.items())
         rendered.append(f"{c.name}({args})")
+    if not rendered:
+        return content
     payload = f"[{', '.join(rendered)}]"
     return f"{content}\n{payload}" if content else payload
 

@@ -1,0 +1,17 @@
+"""Shared fixtures for the core tests: the real SmolLM2 tokenizer, converted once per session."""
+
+from __future__ import annotations
+
+import pytest
+
+from chord_env.tokenizer import load_tokenizer
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("chord-env-cache") / "smollm2-tokenizer"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_cache):
+    return load_tokenizer(smollm2_cache)
