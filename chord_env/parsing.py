@@ -365,3 +365,9 @@ PARSERS: dict[str, Callable[[str], ParseResult]] = {
     "json": parse_json,
     "pythonic": parse_pythonic,
 }
+
+FORMATTERS: dict[str, Callable[[list[ToolCall], str], str]] = {
+    "hermes": format_hermes,
+    "json": format_json,
+    "pythonic": format_pythonic,
+}

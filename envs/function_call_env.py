@@ -14,11 +14,9 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-import gymnasium as gym
-
-from chord_env.envs.spaces import AssistantText, Messages
-from chord_env.envs.task import TaskSource, draw_task, opening_messages
-from chord_env.parsing import PARSERS, format_hermes
+from chord_env.envs.base import ChatEnv
+from chord_env.envs.task import TaskSource
+from chord_env.parsing import FORMATTERS, PARSERS
 from chord_env.types import ToolCall
 
 
@@ -50,34 +48,17 @@ def count_matched(predicted: Sequence[ToolCall], expected: Sequence[ToolCall]) -
     return matched
 
 
-class FunctionCallEnv(gym.Env[list, str]):
+class FunctionCallEnv(ChatEnv):
     """One request, one turn of calls, reward = exact multiset match with the ground truth."""
-
-    metadata = {"render_modes": []}
 
     def __init__(self, tasks: TaskSource, parser: str = "hermes", system_prompt: str | None = None):
         if parser not in PARSERS:
             raise ValueError(f"unknown parser {parser!r}; choose one of {sorted(PARSERS)}")
-        if not callable(tasks) and len(tasks) == 0:
-            raise ValueError("FunctionCallEnv needs at least one task")
-        self._tasks = tasks
+        super().__init__(tasks, system_prompt)
         self.parser = parser
-        self.system_prompt = system_prompt
-        self.action_space = AssistantText()
-        self.observation_space = Messages()
-        self._done = True
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
-        super().reset(seed=seed)
-        self.task = draw_task(self._tasks, self.np_random, options or {})
-        self._done = False
-        return opening_messages(self.task, self.system_prompt), {"tools": list(self.task.tools), "task_id": self.task.id}
 
     def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
-        if not isinstance(action, str):
-            raise TypeError(f"FunctionCallEnv actions are the assistant's text (str), got {type(action).__name__}")
-        if self._done:
-            raise RuntimeError("the episode has ended: call reset() before step()")
+        self._begin_step(action)
         self._done = True
         parsed = PARSERS[self.parser](action)
         expected: list[ToolCall] = list(self.task.answer or [])
@@ -93,4 +74,4 @@ class FunctionCallEnv(gym.Env[list, str]):
         return [], float(correct), True, False, info
 
     def expert_actions(self) -> list[str]:
-        return list(self.task.expert) or [format_hermes(list(self.task.answer or []))]
+        return list(self.task.expert) or [FORMATTERS[self.parser](list(self.task.answer or []), "")]

@@ -24,11 +24,9 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import gymnasium as gym
-
+from chord_env.envs.base import ChatEnv
 from chord_env.envs.rewards import Episode, Rubric, default_rubric
-from chord_env.envs.spaces import AssistantText, Messages
-from chord_env.envs.task import Task, TaskSource, draw_task, opening_messages
+from chord_env.envs.task import Task, TaskSource
 from chord_env.parsing import PARSERS
 from chord_env.tools import Tool, ToolResult, execute
 from chord_env.types import Message, ToolCall
@@ -36,7 +34,7 @@ from chord_env.types import Message, ToolCall
 ToolSource = Sequence[Tool] | Callable[[Task], Sequence[Tool]]
 
 
-class ToolEnv(gym.Env[list, str]):
+class ToolEnv(ChatEnv):
     """Multi-turn tool use: the agent calls tools until it gives a final answer.
 
     Args:
@@ -49,8 +47,6 @@ class ToolEnv(gym.Env[list, str]):
         max_tokens: conversation tokens before the episode is truncated (needs `count_tokens`).
         count_tokens: counts the tokens of a text, e.g. `lambda s: len(tokenizer.encode(s))`.
     """
-
-    metadata = {"render_modes": []}
 
     def __init__(
         self,
@@ -69,39 +65,27 @@ class ToolEnv(gym.Env[list, str]):
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
         if max_tokens is not None and count_tokens is None:
             raise ValueError("max_tokens needs count_tokens (e.g. lambda s: len(tokenizer.encode(s)))")
-        if not callable(tasks) and len(tasks) == 0:
-            raise ValueError("ToolEnv needs at least one task")
+        super().__init__(tasks, system_prompt)
         self._tools_for = tools if callable(tools) else (lambda task, fixed=tuple(tools): fixed)
-        self._tasks = tasks
         self.rubric = rubric or default_rubric()
         self.parser = parser
         self._parse = PARSERS[parser]
-        self.system_prompt = system_prompt
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.count_tokens = count_tokens
-        self.action_space = AssistantText()
-        self.observation_space = Messages()
-        self._done = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
-        super().reset(seed=seed)
-        self.task = draw_task(self._tasks, self.np_random, options or {})
+        opening, info = super().reset(seed=seed, options=options)
         self.tools = {t.name: t for t in self._tools_for(self.task)}
-        opening = opening_messages(self.task, self.system_prompt)
         self.messages = list(opening)
         self.tool_results: list[ToolResult] = []
         self.parse_errors = 0
         self.turns = 0
         self.tokens = sum(self.count_tokens(m.content) for m in opening) if self.count_tokens else 0
-        self._done = False
-        return opening, {"tools": [t.spec for t in self.tools.values()], "task_id": self.task.id}
+        return opening, {**info, "tools": [t.spec for t in self.tools.values()]}
 
     def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
-        if not isinstance(action, str):
-            raise TypeError(f"ToolEnv actions are the assistant's text (str), got {type(action).__name__}")
-        if self._done:
-            raise RuntimeError("the episode has ended: call reset() before step()")
+        self._begin_step(action)
         self.turns += 1
         parsed = self._parse(action)
         calls = [ToolCall(c.name, c.arguments, c.id or f"call_{self.turns}_{i}") for i, c in enumerate(parsed.calls)]
@@ -153,7 +137,3 @@ class ToolEnv(gym.Env[list, str]):
             tools=self.tools,
             truncation=truncation,
         )
-
-    def expert_actions(self) -> list[str]:
-        """The current task's expert turns (for scripted episodes and `chord-env envs check`)."""
-        return list(self.task.expert)
