@@ -1,4 +1,4 @@
-"""Shared fixtures for the core tests: the real SmolLM2 tokenizer, converted once per session."""
+"""Fixtures shared by every test folder: the real SmolLM2 tokenizer, converted once per session."""
 
 from __future__ import annotations
 
