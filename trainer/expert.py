@@ -1,0 +1,69 @@
+"""Expert traces for the SFT term: loaded with `datasets`, rendered with the rollouts' chat template.
+
+A trace is a JSON-lines row `{"messages": [OpenAI-format messages], "tools": [OpenAI tool specs]}`
+(the format `chord-env data build` writes). Rendering uses the same `ChatRenderer` as the rollouts,
+and the same split between prompt and response: a rollout's prompt ends with the generation prompt
+(`<|im_start|>assistant\\n`) and the model samples the rest of the turn through `<|im_end|>`; here
+every assistant turn is tokenized the same way, and exactly those sampled-equivalent tokens get loss
+mask 1. System, user and tool messages, and the generation prompts, get 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from chord_env.chat import ChatRenderer
+from chord_env.trainer.batching import Sequence
+from chord_env.types import Message, ToolSpec
+
+
+def render_expert(renderer: ChatRenderer, messages: list[Message], tools: list[ToolSpec]) -> Sequence:
+    """Token ids of a whole expert conversation with loss mask 1 on the assistant turns' sampled part."""
+    ids: list[int] = []
+    mask: list[int] = []
+
+    def add(text: str, loss: int) -> None:
+        piece = renderer.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids.extend(piece)
+        mask.extend([loss] * len(piece))
+
+    for k, message in enumerate(messages):
+        history = messages[:k]
+        before = renderer.render_text(history, tools, False) if history else ""
+        after = renderer.render_text(messages[: k + 1], tools, False)
+        if not after.startswith(before):
+            raise ValueError("the chat template is not incremental; cannot render expert traces")
+        delta = after[len(before) :]
+        if message.role != "assistant":
+            add(delta, 0)
+            continue
+        header = renderer.render_text(history, tools, True)[len(before) :]
+        end = delta.rfind(renderer.end_of_turn)
+        if not delta.startswith(header) or end < 0:
+            raise ValueError(f"assistant turn {k} does not render as generation prompt + response + end of turn")
+        end += len(renderer.end_of_turn)
+        add(header, 0)
+        add(delta[len(header) : end], 1)
+        add(delta[end:], 0)
+    return Sequence(token_ids=ids, loss_mask=mask, logprobs=[0.0] * len(ids))
+
+
+def load_expert(path: str | Path, renderer: ChatRenderer) -> list[Sequence]:
+    """Every trace of a JSON-lines file, rendered; a malformed row raises naming the file and row."""
+    rows = datasets.load_dataset("json", data_files=str(path), split="train")
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            messages = [Message.from_openai(m) for m in row["messages"]]
+            tools = [ToolSpec.from_openai(t) for t in row.get("tools") or []]
+            seq = render_expert(renderer, messages, tools)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path}: row {i}: not an expert trace: {e}") from e
+        if sum(seq.loss_mask) == 0:
+            raise ValueError(f"{path}: row {i}: the trace has no assistant turn to learn from")
+        out.append(seq)
+    if not out:
+        raise ValueError(f"{path}: no expert traces")
+    return out

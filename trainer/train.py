@@ -1,0 +1,279 @@
+"""The CHORD training loop: on-policy GRPO blended with token-weighted SFT on expert traces.
+
+One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
+1. mu = mu_schedule(step).
+2. If mu < 1: P tasks x n samples are rolled out on-policy through the backend (the runner);
+   rewards -> group-normalised advantages A_i = (R_i - mean) / (std + 1e-6), one per trajectory.
+3. If mu > 0: E expert traces, drawn cyclically, rendered with the rollouts' chat template.
+4. Micro-batches by token budget; for each: token logprobs at the loss positions only; RL batches
+   give L_RL (PPO clip with dual clip; old logprobs = the current weights' own, detached, since
+   there is one optimizer step per batch: ratio == 1, as in the authors' setting), SFT batches give
+   L_SFT = token-mean of -logp * w with w the chosen token weight (phi = p(1 - p) for CHORD-phi).
+   Each micro-batch's mean is scaled by its share of the batch's loss tokens (or sequences, for
+   seq-mean), so the accumulated gradient is exactly that of (1 - mu) L_RL + mu L_SFT over the
+   whole batch; no normaliser is entered by hand.
+5. Gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA).
+6. Weights synced to the backend. Parity: the next step's trainer logprobs of the freshly sampled
+   tokens are compared with the engine's behaviour logprobs (`sync/logprob_max_diff`).
+7. Metrics (JSON lines, TensorBoard), periodic evaluation, periodic checkpoints; PNG plots at the end.
+
+The RL tasks of step s are the env's tasks with seeds `seed * 10**6 + s * P + i`, so a resumed run
+sees the same data as an uninterrupted one; evaluation uses seeds from 10**9 on, disjoint from them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import chord_env
+from chord_env.agents.runner import RolloutConfig, rollout
+from chord_env.chat import ChatRenderer
+from chord_env.trainer.batching import MicroBatch, Sequence, pack
+from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from chord_env.trainer.config import TrainConfig, save_config
+from chord_env.trainer.expert import load_expert
+from chord_env.trainer.logprobs import token_logprobs
+from chord_env.trainer.losses import chord_loss, grpo_loss, sft_loss
+from chord_env.trainer.metrics import MetricsLogger, plot_metrics
+from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, token_weights
+from chord_env.types import Trajectory
+
+EVAL_SEED = 10**9
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def task_seeds(config: TrainConfig, step: int) -> list[int]:
+    """The RL task seeds of optimizer step `step` (the data position is the step itself)."""
+    return [config.seed * 10**6 + step * config.tasks_per_step + i for i in range(config.tasks_per_step)]
+
+
+def rl_sequences(trajectories: list[Trajectory]) -> list[Sequence]:
+    """Trajectories -> sequences with GRPO advantages, normalised within each group (same task)."""
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.group_id, []).append(t)
+    out = []
+    for members in groups.values():
+        rewards = torch.tensor([t.reward for t in members], dtype=torch.float64)
+        std = rewards.std(correction=1) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
+        advantages = (rewards - rewards.mean()) / (std + 1e-6)  # CHORD.md: A_i, unbiased std
+        out += [Sequence(t.token_ids, t.loss_mask, t.logprobs, float(a)) for t, a in zip(members, advantages)]
+    return out
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _loss_share(mb: MicroBatch, total: int, aggregation: str) -> float:
+    units = mb.num_loss_sequences if aggregation == "seq-mean" else mb.num_loss_tokens
+    return units / max(total, 1)
+
+
+def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device) -> dict[str, float]:
+    """Accumulate scale * grad L_RL over the micro-batches; returns share-weighted metrics."""
+    total = sum(mb.num_loss_sequences if config.aggregation == "seq-mean" else mb.num_loss_tokens for mb in batches)
+    metrics: dict[str, float] = {}
+    max_diff = 0.0
+    for mb in batches:
+        mb = mb.to(device)
+        share = _loss_share(mb, total, config.aggregation)
+        with _autocast(device):
+            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",))
+        logp = out["logp"]
+        loss, m = grpo_loss(
+            logp, logp.detach(), mb.advantages, mb.loss_mask,
+            eps_low=config.eps_low, eps_high=config.eps_high, dual_clip_c=config.dual_clip_c,
+            aggregation=config.aggregation,
+        )
+        (scale * share * loss).backward()
+        m["policy/entropy"] = float((out["entropy"] * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1))
+        for k, v in m.items():
+            metrics[k] = metrics.get(k, 0.0) + share * v
+        if mb.num_loss_tokens:
+            max_diff = max(max_diff, float((logp.detach() - mb.old_logp).abs()[mb.loss_mask].max()))
+    metrics["sync/logprob_max_diff"] = max_diff
+    return metrics
+
+
+def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device) -> dict[str, float]:
+    """Accumulate scale * grad L_SFT (token-weighted) over the micro-batches."""
+    total = sum(mb.num_loss_tokens for mb in batches)
+    stats = STATS_NEEDED.get(config.token_weight, ())
+    extra = {"gamma": config.focal_gamma} if config.token_weight == "focal" else {}
+    metrics: dict[str, float] = {}
+    for mb in batches:
+        mb = mb.to(device)
+        share = mb.num_loss_tokens / max(total, 1)
+        with _autocast(device):
+            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=stats)
+        weights = token_weights(config.token_weight, out["logp"], **{s: out[s] for s in stats}, **extra)
+        loss, m = sft_loss(out["logp"], mb.loss_mask, weights)
+        (scale * share * loss).backward()
+        for k, v in m.items():
+            metrics[k] = metrics.get(k, 0.0) + share * v
+    return metrics
+
+
+def _grad_norm(model) -> float:
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    return float(torch.stack(norms).norm()) if norms else 0.0
+
+
+def update(model, optimizer, rl: list[Sequence], sft: list[Sequence], mu: float, config: TrainConfig,
+           pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None) -> dict[str, float]:
+    """One optimizer step on (1 - mu) L_RL(rl) + mu L_SFT(sft); the SFT forward is skipped at mu == 0."""
+    device = next(model.parameters()).device
+    rl_batches = pack(rl, config.micro_batch_tokens, pad_id) if mu < 1 else []
+    sft_batches = pack(sft, config.micro_batch_tokens, pad_id) if mu > 0 else []
+    metrics: dict[str, float] = {}
+    if learned_mu is None:
+        metrics.update(_backward_rl(model, rl_batches, 1.0 - mu, config, device) if rl_batches else {})
+        metrics.update(_backward_sft(model, sft_batches, mu, config, device) if sft_batches else {})
+    else:
+        metrics.update(_backward_rl(model, rl_batches, 1.0, config, device))
+        rl_grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+        g_rl = _grad_norm(model)
+        optimizer.zero_grad(set_to_none=True)
+        metrics.update(_backward_sft(model, sft_batches, 1.0, config, device))
+        g_sft = _grad_norm(model)
+        mu = float(learned_mu().detach())
+        for p, g in zip(model.parameters(), rl_grads):
+            sft_grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            p.grad = (1.0 - mu) * (g if g is not None else torch.zeros_like(p)) + mu * sft_grad
+        mu_optimizer.zero_grad()
+        learned_mu.balance_loss(g_rl, g_sft).backward()
+        mu_optimizer.step()
+        metrics.update({"chord/grad_norm_rl": g_rl, "chord/grad_norm_sft": g_sft})
+    side = lambda key: torch.tensor(metrics[key]) if key in metrics else None  # noqa: E731
+    metrics["loss/total"] = float(chord_loss(side("loss/rl"), side("loss/sft"), mu))
+    metrics["chord/mu"] = mu
+    if config.token_weight == "phi" and "sft/weight_mean" in metrics:
+        metrics["chord/phi_mean"] = metrics["sft/weight_mean"]
+    metrics["grad/norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return metrics
+
+
+def reward_metrics(trajectories: list[Trajectory], prefix: str = "reward") -> dict[str, float]:
+    rewards = np.array([t.reward for t in trajectories], dtype=np.float64)
+    lengths = np.array([sum(t.loss_mask) for t in trajectories], dtype=np.float64)
+    return {
+        f"{prefix}/mean": float(rewards.mean()),
+        f"{prefix}/std": float(rewards.std()),
+        f"{prefix}/accuracy": float((rewards >= 1.0).mean()),
+        f"{prefix}/response_length": float(lengths.mean()),
+        f"{prefix}/truncated": float(np.mean([t.truncation is not None for t in trajectories])),
+    }
+
+
+def evaluate(backend, make_env, renderer, config: TrainConfig, stop_ids: list[int]) -> dict[str, float]:
+    """Greedy rollouts on held-out task seeds (from 10**9 on, disjoint from training)."""
+    rc = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=config.max_turn_tokens, max_context=config.max_context)
+    seeds = list(range(EVAL_SEED, EVAL_SEED + config.eval_tasks))
+    return reward_metrics(list(rollout(backend, make_env, renderer, seeds, rc, stop_ids, progress=False)), "eval")
+
+
+def make_backend(config: TrainConfig, model):
+    if config.backend == "hf":
+        from chord_env.agents.hf_backend import HFBackend
+
+        return HFBackend(model)
+    if config.backend == "vllm":
+        from chord_env.agents.vllm_backend import VLLMBackend
+
+        return VLLMBackend(config.model, max_model_len=config.max_context, seed=config.seed)
+    raise ValueError(f"unknown backend {config.backend!r}; choose 'vllm' or 'hf'")
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run (or resume) a CHORD training run in `config.out`; returns the run folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    seed_everything(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    renderer = ChatRenderer(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32).to(device)
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+    learned_mu = LearnedMu(mu_init=config.mu(0) if 0 < config.mu(0) < 1 else 0.1) if config.learned_mu else None
+    mu_optimizer = torch.optim.SGD(learned_mu.parameters(), lr=0.1) if learned_mu is not None else None
+    uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
+    expert = load_expert(config.expert, renderer) if uses_sft else []
+    if uses_sft and not expert:
+        raise ValueError("this config has mu > 0 but no expert traces: set expert=PATH")
+
+    start = 0
+    checkpoint = latest_checkpoint(run_dir) if resume else None
+    if resume and checkpoint is None:
+        raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
+    if checkpoint is not None:
+        start = int(load_checkpoint(checkpoint, model, optimizer, None)["step"])
+    logger = MetricsLogger(run_dir, resume_step=start)
+    backend = make_backend(config, model)
+    if start > 0:
+        backend.update_weights(model)
+    make_env = lambda: chord_env.make(config.env)  # noqa: E731
+    stop_ids = sorted({tokenizer.convert_tokens_to_ids(renderer.end_of_turn), tokenizer.eos_token_id})
+    rollout_config = RolloutConfig(
+        group_size=config.group_size, temperature=config.temperature, top_p=config.top_p,
+        max_turn_tokens=config.max_turn_tokens, max_context=config.max_context,
+    )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    if config.eval_every and start == 0:
+        logger.log(0, evaluate(backend, make_env, renderer, config, stop_ids))
+
+    bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps)
+    for step in bar:
+        began = time.perf_counter()
+        mu = float(learned_mu().detach()) if learned_mu is not None else config.mu(step)
+        metrics: dict[str, float] = {}
+        rl: list[Sequence] = []
+        if mu < 1 or learned_mu is not None:
+            trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), rollout_config, stop_ids, progress=False))
+            rl = rl_sequences(trajectories)
+            metrics.update(reward_metrics(trajectories))
+        sft = [expert[(step * config.expert_per_step + j) % len(expert)] for j in range(config.expert_per_step)] if expert else []
+        rollout_s = time.perf_counter() - began
+        metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer))
+        update_s = time.perf_counter() - began - rollout_s
+        sync_began = time.perf_counter()
+        backend.update_weights(model)
+        trained_tokens = sum(len(s.token_ids) for s in rl + sft)
+        metrics.update({
+            "perf/rollout_s": rollout_s,
+            "perf/update_s": update_s,
+            "perf/sync_s": time.perf_counter() - sync_began,
+            "perf/update_tokens_per_s": trained_tokens / max(update_s, 1e-9),
+        })
+        if config.eval_every and (step + 1) % config.eval_every == 0:
+            metrics.update(evaluate(backend, make_env, renderer, config, stop_ids))
+        logger.log(step + 1, metrics)
+        bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            save_checkpoint(run_dir, step + 1, model, optimizer, None, {"step": step + 1})
+    logger.close()
+    backend.close()
+    plot_metrics(run_dir)
+    return run_dir
+
