@@ -1,0 +1,235 @@
+"""Held-out evaluation: run a policy backend over a suite of single-turn cases and score each output.
+
+A suite is a list of `EvalCase`s: the opening messages, the tools offered, and a `check` that scores
+one completion's text (BFCL: parse with the model's tool-call format, then BFCL's own checker; math:
+math-verify against the gold answer). `evaluate` renders every prompt with the chat template
+(`ChatRenderer.encode`, the ids the model would see in a rollout), generates in batches through the
+`Backend` protocol, decodes each completion without re-tokenizing anything, and scores it. Bad
+output (empty, truncated, huge, calls to functions never offered) is a failed case with its error
+type; a prompt longer than `max_prompt_tokens` is not sent and fails as `prompt_too_long`.
+
+BFCL is greedy (temperature 0, one sample) as in BFCL's own generation step; math takes `n`
+samples per problem so that pass@k (Chen et al. 2021) can be estimated; with n = 1 it is greedy.
+
+`--limit` takes `stratified_subset`: the same number of cases from every category, drawn with a
+seeded generator and kept in the suite's order, so two models see the same cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from chord_env.agents.backend import Backend, SamplingParams
+from chord_env.chat import ChatRenderer
+from chord_env.envs import bfcl
+from chord_env.envs.math_heldout import MATH_SYSTEM_PROMPT, heldout_math_tasks
+from chord_env.envs.math_verify_pool import VerifierPool
+from chord_env.parsing import PARSERS
+from chord_env.types import Message, ToolSpec
+
+SUITES = ("bfcl-single", "math")
+PROMPT_TOO_LONG = "prompt_too_long"
+
+
+@dataclass
+class EvalCase:
+    """One prompt and how to score a completion of it. `check(text)` returns a JSON-ready dict with
+    at least `correct` (bool) and `error_type` (None when correct)."""
+
+    suite: str
+    category: str
+    id: str
+    messages: list[Message]
+    tools: list[ToolSpec]
+    check: Callable[[str], dict[str, Any]]
+
+
+@dataclass
+class CaseResult:
+    """A case's outputs and their verdicts (one per sample), as written to the per-case JSON."""
+
+    suite: str
+    category: str
+    id: str
+    prompt: list[dict[str, Any]]
+    outputs: list[str] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+    @property
+    def num_correct(self) -> int:
+        return sum(bool(v["correct"]) for v in self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "num_correct": self.num_correct}
+
+
+def bfcl_check(case: bfcl.BFCLCase, parser: str = "hermes") -> Callable[[str], dict[str, Any]]:
+    """Scores a completion of a BFCL case: parse in `parser`'s format, then BFCL's rules."""
+
+    def check(text: str) -> dict[str, Any]:
+        parsed = PARSERS[parser](text)
+        verdict = bfcl.score(case, parsed)
+        calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
+        return {**verdict.__dict__, "calls": calls, "parse_error": parsed.error}
+
+    return check
+
+
+def bfcl_suite(categories: Sequence[str] | None = None, parser: str = "hermes") -> list[EvalCase]:
+    """Every case of BFCL's single-turn categories (all of them by default)."""
+    cases = []
+    for category in categories or bfcl.single_turn_categories():
+        for c in bfcl.load_cases(category):
+            cases.append(EvalCase("bfcl-single", category, c.id, c.messages, c.tools, bfcl_check(c, parser)))
+    return cases
+
+
+def math_suite(n: int, verifier: VerifierPool) -> list[EvalCase]:
+    """`n` held-out arithmetic problems (seeds from `math_heldout.EVAL_SEED_BASE` up)."""
+
+    def check_for(answer: str) -> Callable[[str], dict[str, Any]]:
+        def check(text: str) -> dict[str, Any]:
+            correct = verifier.score(answer, text) > 0
+            return {"correct": correct, "error_type": None if correct else "wrong_answer", "gold": answer}
+
+        return check
+
+    return [
+        EvalCase("math", "arithmetic", t.id, [Message("system", MATH_SYSTEM_PROMPT), Message("user", t.prompt)], [],
+                 check_for(str(t.answer)))
+        for t in heldout_math_tasks(n)
+    ]
+
+
+def stratified_subset(cases: Sequence[EvalCase], per_category: int, seed: int = 0) -> list[EvalCase]:
+    """At most `per_category` cases of each (suite, category), drawn with `seed`, in suite order."""
+    rng = np.random.default_rng(seed)
+    by_category: dict[tuple[str, str], list[int]] = {}
+    for i, c in enumerate(cases):
+        by_category.setdefault((c.suite, c.category), []).append(i)
+    keep: set[int] = set()
+    for indices in by_category.values():
+        chosen = rng.choice(len(indices), size=min(per_category, len(indices)), replace=False)
+        keep.update(indices[int(j)] for j in chosen)
+    return [c for i, c in enumerate(cases) if i in keep]
+
+
+def stop_token_ids(tokenizer: Any, end_of_turn: str) -> list[int]:
+    """The ids that end a model turn: the template's end-of-turn token and the tokenizer's EOS."""
+    ids = {tokenizer.convert_tokens_to_ids(end_of_turn), tokenizer.eos_token_id}
+    return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id)
+
+
+def completion_text(tokenizer: Any, token_ids: list[int], end_of_turn: str) -> str:
+    """The assistant's text for sampled ids, without the end-of-turn token that closed it."""
+    text = tokenizer.decode(token_ids, skip_special_tokens=False)
+    for end in (end_of_turn, tokenizer.eos_token or end_of_turn):
+        if text.endswith(end):
+            text = text[: -len(end)]
+    return text
+
+
+def evaluate(
+    backend: Backend,
+    renderer: ChatRenderer,
+    cases: Sequence[EvalCase],
+    params: SamplingParams,
+    batch_size: int = 64,
+    max_prompt_tokens: int | None = None,
+    progress: bool = True,
+) -> list[CaseResult]:
+    """Generate `params.n` completions per case through `backend` and score every one."""
+    tokenizer = renderer.tokenizer
+    params = replace(params, stop_token_ids=params.stop_token_ids or stop_token_ids(tokenizer, renderer.end_of_turn))
+    results = []
+    with tqdm(total=len(cases), desc="eval", unit="case", disable=not progress) as bar:
+        for start in range(0, len(cases), batch_size):
+            batch = cases[start : start + batch_size]
+            prompts = [renderer.encode(c.messages, c.tools) for c in batch]
+            fits = [max_prompt_tokens is None or len(p) <= max_prompt_tokens for p in prompts]
+            sampled = iter(backend.generate([p for p, ok in zip(prompts, fits) if ok], params) if any(fits) else [])
+            for case, prompt, ok in zip(batch, prompts, fits):
+                result = CaseResult(case.suite, case.category, case.id, [m.to_openai() for m in case.messages],
+                                    prompt_tokens=len(prompt))
+                if ok:
+                    result.outputs = [completion_text(tokenizer, c.token_ids, renderer.end_of_turn) for c in next(sampled)]
+                    result.verdicts = [case.check(text) for text in result.outputs]
+                else:
+                    result.verdicts = [{"correct": False, "error_type": PROMPT_TOO_LONG}] * params.n
+                results.append(result)
+            bar.update(len(batch))
+    return results
+
+
+def open_backend(model_dir: str) -> Backend:
+    """A backend for a model folder: vLLM where it is installed, else transformers."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        from chord_env.agents.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_dir)
+    from chord_env.agents.hf_backend import HFBackend
+
+    return HFBackend(model_dir)
+
+
+def model_names(model_dirs: Sequence[str]) -> list[str]:
+    """Short, distinct names for model folders (their base names, numbered where they clash)."""
+    names = [Path(d.rstrip("/")).name or "model" for d in model_dirs]
+    return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def main(
+    model_dirs: Sequence[str],
+    suites: Sequence[str],
+    out: str,
+    limit: int | None = None,
+    seed: int = 0,
+    parser: str = "hermes",
+    math_problems: int = 200,
+    math_samples: int = 1,
+    math_temperature: float = 0.8,
+    max_tokens: int = 512,
+    max_prompt_tokens: int | None = None,
+    backend_factory: Callable[[str], Backend] = open_backend,
+) -> dict[str, Any]:
+    """`chord-env eval`: every model over every suite; writes the report to `out`."""
+    from transformers import AutoTokenizer
+
+    from chord_env.report import write_report
+
+    unknown = set(suites) - set(SUITES)
+    if unknown:
+        raise ValueError(f"unknown suites {sorted(unknown)}; choose from {SUITES}")
+    verifier = VerifierPool(processes=1)
+    plans: list[tuple[list[EvalCase], SamplingParams]] = []
+    if "bfcl-single" in suites:
+        plans.append((bfcl_suite(parser=parser), SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=seed)))
+    if "math" in suites:
+        temperature = math_temperature if math_samples > 1 else 0.0
+        params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed, n=math_samples)
+        plans.append((math_suite(math_problems, verifier), params))
+    if limit is not None:
+        plans = [(stratified_subset(cases, limit, seed), params) for cases, params in plans]
+    results: dict[str, list[CaseResult]] = {}
+    try:
+        for name, model_dir in zip(model_names(model_dirs), model_dirs):
+            renderer = ChatRenderer(AutoTokenizer.from_pretrained(model_dir))
+            backend = backend_factory(model_dir)
+            try:
+                results[name] = [
+                    r for cases, params in plans
+                    for r in evaluate(backend, renderer, cases, params, max_prompt_tokens=max_prompt_tokens)
+                ]
+            finally:
+                backend.close()
+    finally:
+        verifier.close()
+    return {k: str(v) for k, v in write_report(results, out).items()}
