@@ -11,10 +11,11 @@ engine sampled (loss mask 1, with their behaviour logprobs), then the ids of the
 chat template renders it after the model's end-of-turn token (`ChatRenderer.encode_observation`,
 loss mask 0). The model's text is decoded only to step the env; it is never re-tokenized.
 
-Every way an episode can stop has a defined outcome: the env terminates or truncates it (the env's
-reward); the model's turn hits its token limit without an end-of-turn token ("length"), the next
-turn would not fit in `max_context` tokens ("context"), or the env raises ("env_error"): all three
-end the episode with `truncation_reward` and keep everything sampled so far.
+Every way an episode can stop has a defined outcome, and keeps everything sampled so far: the env
+terminates or truncates it (the env's reward); the model's turn hits its token limit without an
+end-of-turn token: the env is still stepped with the cut text and the episode ends there with the
+env's reward for it ("length"; nothing can follow a turn that did not end); the env's reply would
+not fit in `max_context` tokens ("context") or the env raises ("env_error"): `truncation_reward`.
 """
 
 from __future__ import annotations
@@ -106,8 +107,6 @@ def _advance(ep: _Episode, completion: Any, renderer: ChatRenderer, config: Roll
     turn = Turn(start=start, end=len(ep.token_ids), info={"finish_reason": completion.finish_reason})
     ep.turns.append(turn)
     ep.messages.append(Message("assistant", text))
-    if completion.finish_reason == "length":
-        return _finish(ep, config.truncation_reward, "length", {})
     began = time.perf_counter()
     try:
         observation, reward, terminated, truncated, info = ep.env.step(text)
@@ -117,9 +116,10 @@ def _advance(ep: _Episode, completion: Any, renderer: ChatRenderer, config: Roll
     ep.env_seconds += time.perf_counter() - began
     turn.reward = float(reward)
     turn.info.update({k: info[k] for k in ("tool_calls", "tool_errors", "parse_error") if k in info})
-    if terminated or truncated:
+    if terminated or truncated or completion.finish_reason == "length":
         ep.messages.extend(observation)
-        return _finish(ep, reward, info.get("truncation") if truncated else None, info)
+        truncation = "length" if completion.finish_reason == "length" and not terminated else None
+        return _finish(ep, reward, truncation or (info.get("truncation") if truncated else None), info)
     reply = renderer.encode_observation(ep.messages, observation, ep.tools)
     ep.messages.extend(observation)
     if len(ep.token_ids) + len(reply) >= config.max_context:

@@ -63,12 +63,19 @@ def chord_mu(step: int, warmup_steps: int, decay_steps: int, peak: float, valley
     return valley + (peak - valley) * 0.5 * (1.0 + math.cos(math.pi * (step - W) / D))
 
 
-SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine, "chord": chord_mu}
+def switch(step: int, before: float, after: float, at: int) -> float:
+    """mu = before for step < at, then after (SFT then GRPO: before = 1, after = 0)."""
+    _check(step, {"before": before, "after": after}, {"at": at})
+    return before if step < at else after
+
+
+SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine, "chord": chord_mu, "switch": switch}
 PARAMS = {
     "constant": ("value",),
     "linear": ("start", "end", "steps"),
     "cosine": ("start", "end", "steps"),
     "chord": ("warmup_steps", "decay_steps", "peak", "valley"),
+    "switch": ("before", "after", "at"),
 }
 
 
@@ -77,7 +84,7 @@ class MuSchedule:
     """A mu schedule from config: `kind` picks the function, and exactly its parameters must be set."""
 
     kind: str
-    """one of "constant", "linear", "cosine", "chord" (the authors' warmup-then-cosine schedule)"""
+    """one of "constant", "linear", "cosine", "chord" (the authors' warmup-then-cosine), "switch" (a step)"""
     value: float | None = None
     """constant: mu"""
     start: float | None = None
@@ -94,6 +101,12 @@ class MuSchedule:
     """chord: mu at the end of warmup"""
     valley: float | None = None
     """chord: mu after warmup + decay"""
+    before: float | None = None
+    """switch: mu for steps < at"""
+    after: float | None = None
+    """switch: mu from step `at` on"""
+    at: int | None = None
+    """switch: the first step of `after`"""
 
     def __post_init__(self):
         if self.kind not in SCHEDULES:

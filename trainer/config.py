@@ -1,0 +1,332 @@
+"""The training run's configuration: one dataclass, loaded from YAML plus `key=value` overrides.
+
+`chord-env train --config configs/chord-phi.yaml model=DIR steps=4 mu.kind=chord mu.peak=0.6 ...`
+reads the YAML file (any field of `TrainConfig`; `mu:` is a mapping onto `MuSchedule`, or a number for
+a constant mu), then applies the overrides in order, each value parsed as YAML so numbers, booleans,
+`null` and lists work. Setting `mu.kind` to another kind drops the old kind's parameters, so
+`mu.kind=chord` on top of a constant schedule asks for exactly the chord parameters.
+
+Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
+`X | None`, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
+dataclass and a nested one, and the checker gives the error this project wants, one `ValueError`
+naming the file (or the command-line override) and the field. YAML 1.1 reads `1e-6` as a string; our
+loader reads it as the float everyone means.
+
+`save_config` writes the resolved config, every field spelled out (phi on or off, token-mean or
+seq-mean, KL, clip values; the pitfalls of CHORD.md), and `load_config(saved, [])` gives it back equal.
+"""
+
+import dataclasses
+import difflib
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from chord_env.trainer.losses import AGGREGATIONS
+from chord_env.trainer.schedules import PARAMS, MuSchedule
+from chord_env.trainer.token_weights import TOKEN_WEIGHTS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a CHORD run depends on; the names follow the paper and CHORD.md."""
+
+    model: str
+    """the policy: a Hugging Face model folder (see `chord-env prepare-model`)"""
+    env: str = "chord/Calculator-v0"
+    """id of the registered environment the rollouts run in"""
+    expert: str | None = None
+    """expert traces (JSONL) for the SFT term; needed whenever mu > 0"""
+    out: str = "runs/chord"
+    """run folder: resolved config, checkpoints, metrics, plots"""
+    steps: int = 20
+    """number of optimizer steps"""
+    seed: int = 0
+    """seed of every random number generator"""
+    mu: MuSchedule = field(default_factory=lambda: MuSchedule("constant", value=0.1))
+    """mu(step), the weight of L_SFT in (1 - mu) L_RL + mu L_SFT (CHORD-phi: constant 0.1)"""
+    learned_mu: bool = False
+    """learn mu (token_weights.LearnedMu) instead of following `mu`; mu must then be constant (its init)"""
+    mu_target_share: float = 0.5
+    """learned mu only: the share of the blended gradient that SFT should carry"""
+    token_weight: str = "phi"
+    """per-token SFT weight: one of token_weights.TOKEN_WEIGHTS ("phi" is CHORD-phi, "none" plain SFT)"""
+    focal_gamma: float = 2.0
+    """focal token weight only: gamma in (1 - p)^gamma"""
+    low_prob_max: float = 10.0
+    """low_prob token weight only: w_max in min(1 / p, w_max)"""
+    tasks_per_step: int = 8
+    """P, prompts (tasks) rolled out per step"""
+    group_size: int = 8
+    """n, rollouts per prompt; the group that normalises advantages"""
+    expert_per_step: int = 8
+    """E, expert traces per step, drawn cyclically from the expert set"""
+    micro_batch_tokens: int = 4096
+    """token budget of one micro-batch (gradient accumulation up to the full step)"""
+    lr: float = 1e-6
+    """AdamW learning rate"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas"""
+    grad_clip: float = 1.0
+    """max global gradient norm"""
+    eps_low: float = 0.2
+    """PPO clip: lower bound 1 - eps_low of the ratio"""
+    eps_high: float = 0.2
+    """PPO clip: upper bound 1 + eps_high of the ratio"""
+    dual_clip_c: float | None = 3.0
+    """dual clip c for negative advantages (> 1); null disables it"""
+    aggregation: Literal["token-mean", "seq-mean"] = "token-mean"
+    """L_RL over tokens: "token-mean" (the authors) or "seq-mean" (ms-swift's default)"""
+    kl_coef: float = 0.0
+    """coefficient of the k3 KL penalty to the initial policy (0 = off, as in the reference configs)"""
+    temperature: float = 1.0
+    """sampling temperature of the rollouts"""
+    top_p: float = 1.0
+    """nucleus sampling of the rollouts (1 = off)"""
+    max_turn_tokens: int = 256
+    """most tokens the policy generates in one turn"""
+    max_context: int = 2048
+    """most tokens of one episode (prompt, turns and tool outputs)"""
+    backend: Literal["vllm", "hf"] = "vllm"
+    """rollout backend"""
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
+    gradient_checkpointing: bool = False
+    """recompute activations in the backward pass to save memory"""
+    checkpoint_every: int = 10
+    """save a checkpoint every this many steps (0 = only at the end)"""
+    eval_every: int = 0
+    """evaluate every this many steps (0 = off)"""
+    eval_tasks: int = 32
+    """tasks per evaluation"""
+
+    def __post_init__(self):
+        if problem := next(_problems(self), None):
+            raise ConfigError(*problem)
+
+
+class ConfigError(ValueError):
+    """A bad config value; `field` names it (dotted for nested fields, e.g. "mu.peak")."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def _problems(c: TrainConfig):
+    """(field, message) for each invalid value; the types are already right."""
+    at_least = {"steps": 1, "seed": 0, "tasks_per_step": 1, "group_size": 2, "expert_per_step": 0}
+    at_least |= {"micro_batch_tokens": 1, "max_turn_tokens": 1, "max_context": 1, "eval_tasks": 1}
+    at_least |= {"checkpoint_every": 0, "eval_every": 0}
+    for name, low in at_least.items():
+        if getattr(c, name) < low:
+            yield name, f"must be >= {low}, got {getattr(c, name)}"
+    positive = {"lr": c.lr, "grad_clip": c.grad_clip, "temperature": c.temperature}
+    non_negative = {"weight_decay": c.weight_decay, "kl_coef": c.kl_coef, "focal_gamma": c.focal_gamma}
+    for name, value in positive.items():
+        if not value > 0:
+            yield name, f"must be > 0, got {value}"
+    for name, value in non_negative.items():
+        if not value >= 0:
+            yield name, f"must be >= 0, got {value}"
+    if not 0 < c.top_p <= 1:
+        yield "top_p", f"must lie in (0, 1], got {c.top_p}"
+    if not all(0 <= b < 1 for b in c.betas):
+        yield "betas", f"each must lie in [0, 1), got {list(c.betas)}"
+    if not 0 <= c.eps_low < 1:
+        yield "eps_low", f"must lie in [0, 1), got {c.eps_low}"
+    if not c.eps_high >= 0:
+        yield "eps_high", f"must be >= 0, got {c.eps_high}"
+    if c.dual_clip_c is not None and not c.dual_clip_c > 1:
+        yield "dual_clip_c", f"must be > 1 (or null to disable), got {c.dual_clip_c}"
+    if c.low_prob_max < 1:
+        yield "low_prob_max", f"must be >= 1, got {c.low_prob_max}"
+    if c.token_weight not in TOKEN_WEIGHTS:
+        yield "token_weight", f"must be one of {sorted(TOKEN_WEIGHTS)}, got {c.token_weight!r}"
+    if c.aggregation not in AGGREGATIONS:
+        yield "aggregation", f"must be one of {sorted(AGGREGATIONS)}, got {c.aggregation!r}"
+    if c.max_turn_tokens > c.max_context:
+        yield "max_turn_tokens", f"must be <= max_context ({c.max_context}), got {c.max_turn_tokens}"
+    if c.micro_batch_tokens < c.max_context:
+        yield "micro_batch_tokens", f"must hold one whole episode, >= max_context ({c.max_context})"
+    if c.expert_per_step == 0 and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
+        yield "expert_per_step", "must be >= 1: mu > 0 at some step, so the SFT term needs expert traces"
+    if c.learned_mu:
+        if c.mu.kind != "constant" or not 0.01 <= c.mu.value <= 0.99:
+            yield "mu", "with learned_mu, mu must be constant with value in [0.01, 0.99] (the initial mu)"
+        if not 0 < c.mu_target_share < 1:
+            yield "mu_target_share", f"must lie in (0, 1), got {c.mu_target_share}"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+class _Loader(yaml.SafeLoader):
+    """safe_load, except that `1e-6` is a float (YAML 1.2) rather than the string YAML 1.1 makes it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _parse(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    """value as type tp (ints widen to float, lists to tuples), or ConfigError(name, ...)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, name)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(name, f"must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(name, f"must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is MuSchedule:
+        return _mu(value, name)
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(name, f"must be a finite number, got {value}")
+        return float(value)
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(name, f"must be {tp.__name__}, got {value!r} ({type(value).__name__})")
+
+
+def _mu_mapping(value: Any, name: str = "mu") -> dict[str, Any]:
+    """mu as a raw mapping: a MuSchedule's set fields, a number as a constant schedule, or a mapping."""
+    if isinstance(value, MuSchedule):
+        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return {"kind": "constant", "value": value}
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"must be a mapping like {{kind: constant, value: 0.1}}, got {value!r}")
+    return dict(value)
+
+
+def _mu(value: Any, name: str) -> MuSchedule:
+    """A mapping (or a plain number, meaning constant mu) as a MuSchedule."""
+    value = _mu_mapping(value, name)
+    hints = typing.get_type_hints(MuSchedule)
+    for key in value:
+        _check_known(key, hints, f"{name}.")
+    if "kind" not in value:
+        raise ConfigError(f"{name}.kind", f"is required, one of {sorted(PARAMS)}")
+    kwargs = {key: _coerce(v, hints[key], f"{name}.{key}") for key, v in value.items()}
+    try:
+        return MuSchedule(**kwargs)
+    except ValueError as e:
+        raise ConfigError(name, str(e)) from None
+
+
+def _check_known(key: str, known: typing.Iterable[str], prefix: str = "") -> None:
+    if key not in known:
+        close = difflib.get_close_matches(key, list(known), n=1)
+        hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known: {sorted(known)}"
+        raise ConfigError(f"{prefix}{key}", f"unknown key{hint}")
+
+
+def _set(raw: dict[str, Any], key: str, value: Any) -> str:
+    """Apply one override to the raw mapping; returns the top-level field it touched."""
+    top, _, sub = key.partition(".")
+    _check_known(top, _FIELDS)
+    if not sub:
+        raw[top] = value
+        return top
+    if top != "mu" or "." in sub:
+        raise ConfigError(key, "only mu has sub-keys (mu.kind, mu.value, ...)")
+    mu = _mu_mapping(raw.get("mu", _FIELDS["mu"].default_factory()))
+    if sub == "kind" and value != mu.get("kind"):
+        mu = {}
+    mu[sub] = value
+    raw["mu"] = mu
+    return top
+
+
+def load_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
+    """The config from the YAML file at `path` (None: defaults only), then `key=value` overrides.
+
+    Raises one ValueError that names the file or the override and the field for: an unreadable or
+    malformed file, an unknown key (with the closest known one), a value of the wrong type, an invalid
+    value, a missing required field.
+    """
+    raw: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    if path is not None:
+        try:
+            loaded = _parse(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"config {path}: cannot read it as YAML: {e}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"config {path}: must be a mapping of field: value, got {type(loaded).__name__}")
+        for key, value in (loaded or {}).items():
+            try:
+                _check_known(str(key), _FIELDS)
+            except ConfigError as e:
+                raise ValueError(f"config {path}: {e}") from None
+            raw[key] = value
+            source[key] = f"config {path}"
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        where = f"command-line override {item!r}"
+        try:
+            if not eq or not key:
+                raise ConfigError(key or item, "overrides look like key=value")
+            try:
+                value = _parse(text)
+            except yaml.YAMLError as e:
+                raise ConfigError(key, f"cannot parse {text!r} as a YAML value: {e}") from None
+            source[_set(raw, key.strip(), value)] = where
+        except ConfigError as e:
+            raise ValueError(f"{where}: {e}") from None
+    return _build(raw, source, f"config {path}" if path is not None else "config")
+
+
+def _build(raw: dict[str, Any], source: dict[str, str], default_source: str) -> TrainConfig:
+    hints = typing.get_type_hints(TrainConfig)
+    kwargs = {}
+    try:
+        for name, value in raw.items():
+            kwargs[name] = _coerce(value, hints[name], name)
+        if "model" not in kwargs:
+            raise ConfigError("model", "is required: set it in the YAML file or as model=DIR")
+        return TrainConfig(**kwargs)
+    except ConfigError as e:
+        top = e.field.split(".")[0].split("[")[0]
+        where = source.get(top, default_source)
+        raise ValueError(f"{where}: {e}") from None
+
+
+def save_config(config: TrainConfig, path: str | Path) -> Path:
+    """Write the resolved config as YAML, every field explicit, so load_config(path, []) == config."""
+    data = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if isinstance(value, MuSchedule):
+            value = _mu_mapping(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[f.name] = value
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Resolved training config (chord_env.trainer.config): rerun with `--config` on this file.\n"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, default_flow_style=None))
+    return path
