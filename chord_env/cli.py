@@ -33,6 +33,38 @@ def _bench_envs(args: argparse.Namespace) -> int:
     return main(quick=args.quick)
 
 
+def _prepare_model(args: argparse.Namespace) -> int:
+    from chord_env.models import prepare_model
+
+    print(prepare_model(args.name, args.out, dtype=args.dtype))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from chord_env.agents.evaluate import main
+
+    paths = main(args.model, args.suite.split(","), args.out, limit=args.limit, seed=args.seed, parser=args.parser,
+                 math_problems=args.math_problems, math_samples=args.math_samples, max_tokens=args.max_tokens,
+                 max_prompt_tokens=args.max_prompt_tokens)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from chord_env.envs.data_build import build
+
+    report = build(args.out, worlds=args.worlds, n=args.n, seed=args.seed, math_n=args.math_n)
+    print(f"wrote {sum(report['rows'].values())} rows to {args.out} in {report['seconds']} s: {report['rows']}")
+    return 0
+
+
+def _data_show(args: argparse.Namespace) -> int:
+    from chord_env.envs.data_build import show
+
+    print(show(args.dir, split=args.split, count=args.count))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from chord_env.demo import main
 
@@ -56,6 +88,40 @@ def build_parser() -> argparse.ArgumentParser:
     bench_env = bench_commands.add_parser("envs", help="env step overhead, parser throughput, math-verify scaling")
     bench_env.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench_env.set_defaults(run=_bench_envs)
+
+    prepare = commands.add_parser("prepare-model", help="write a model folder that transformers and vLLM load offline")
+    prepare.add_argument("name", choices=["smollm2-135m-instruct", "tiny-random"])
+    prepare.add_argument("--out", required=True, help="the model folder to write (reused if already complete)")
+    prepare.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    prepare.set_defaults(run=_prepare_model)
+
+    ev = commands.add_parser("eval", help="held-out evaluation (BFCL single-turn, math) with a Markdown/PNG report")
+    ev.add_argument("--model", action="append", required=True, help="a model folder (repeat to compare models)")
+    ev.add_argument("--suite", default="bfcl-single,math", help="comma-separated: bfcl-single, math")
+    ev.add_argument("--limit", type=int, help="at most N cases per category (stratified, seeded)")
+    ev.add_argument("--out", required=True, help="the report folder")
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--parser", choices=["hermes", "json", "pythonic"], default="hermes", help="the model's tool-call format")
+    ev.add_argument("--math-problems", type=int, default=200)
+    ev.add_argument("--math-samples", type=int, default=1, help="samples per problem (>1: sampled, for pass@k)")
+    ev.add_argument("--max-tokens", type=int, default=512)
+    ev.add_argument("--max-prompt-tokens", type=int, help="longer prompts are not sent and fail (context limit)")
+    ev.set_defaults(run=_eval)
+
+    data = commands.add_parser("data", help="build and inspect the tool-world and math datasets")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    data_build = data_commands.add_parser("build", help="write train/validation/held-out JSON lines and a dataset card")
+    data_build.add_argument("--out", required=True, help="the dataset folder")
+    data_build.add_argument("--worlds", nargs="+", help="world names (default: all; held-out worlds go to held_out only)")
+    data_build.add_argument("--n", type=int, default=100, help="train tasks per training world")
+    data_build.add_argument("--seed", type=int, default=0, help="offset into each split's seed range")
+    data_build.add_argument("--math-n", type=int, help="math train tasks (default: --n)")
+    data_build.set_defaults(run=_data_build)
+    data_show = data_commands.add_parser("show", help="print a few rendered examples")
+    data_show.add_argument("dir")
+    data_show.add_argument("--split", default="train")
+    data_show.add_argument("--count", type=int, default=3)
+    data_show.set_defaults(run=_data_show)
 
     demo = commands.add_parser("demo", help="the main job: a scripted episode of each built-in env")
     demo.add_argument("--seed", type=int, default=0)

@@ -10,7 +10,9 @@ Contract (Gymnasium's, exactly):
   `pythonic`). Calls are validated and executed in order; the observation is one `tool` message per
   call (a result or an error addressed to the agent). A turn that fails to parse gets one `tool`
   message with the parse error and the episode goes on, so the agent can repair its call. A turn
-  with no calls is the final answer: the episode terminates. Reaching `max_turns` turns, or
+  with no calls is the final answer: the episode terminates, unless the env has a `user` (a user
+  simulator) that replies: then its message is the observation and the episode goes on (the agent
+  asked for a missing detail, or the user adds a request). Reaching `max_turns` turns, or
   `max_tokens` tokens of conversation (when a `count_tokens` function is given), truncates it.
 - Rewards are sparse: 0 until the episode ends, then the rubric's weighted total, with the
   per-term breakdown in `info["reward_breakdown"]` and any failing term in `info["reward_errors"]`.
@@ -46,6 +48,8 @@ class ToolEnv(ChatEnv):
         max_turns: agent turns before the episode is truncated.
         max_tokens: conversation tokens before the episode is truncated (needs `count_tokens`).
         count_tokens: counts the tokens of a text, e.g. `lambda s: len(tokenizer.encode(s))`.
+        user: a user simulator, called after each final message with the task and the conversation;
+            it returns the user's reply (the episode goes on) or None (the episode ends).
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class ToolEnv(ChatEnv):
         max_turns: int = 8,
         max_tokens: int | None = None,
         count_tokens: Callable[[str], int] | None = None,
+        user: Callable[[Task, list[Message]], str | None] | None = None,
     ):
         if parser not in PARSERS:
             raise ValueError(f"unknown parser {parser!r}; choose one of {sorted(PARSERS)}")
@@ -73,6 +78,7 @@ class ToolEnv(ChatEnv):
         self.max_turns = max_turns
         self.max_tokens = max_tokens
         self.count_tokens = count_tokens
+        self.user = user
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
         opening, info = super().reset(seed=seed, options=options)
@@ -95,6 +101,10 @@ class ToolEnv(ChatEnv):
         self.tool_results.extend(results)
 
         terminated = parsed.error is None and not calls
+        if terminated and self.user is not None and (reply := self.user(self.task, self.messages)) is not None:
+            terminated = False
+            observation = [Message("user", reply)]
+            self.messages.extend(observation)
         truncation = None
         if self.count_tokens:
             self.tokens += self.count_tokens(action) + sum(self.count_tokens(m.content) for m in observation)
