@@ -8,6 +8,7 @@ ids the engine saw and sampled (no re-tokenization anywhere on the rollout path)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Protocol, Sequence
 
 import torch
@@ -51,3 +52,21 @@ class Backend(Protocol):
     def close(self) -> None:
         """Free the engine's resources."""
         ...
+
+
+def open_backend(model: str | torch.nn.Module, kind: str = "auto", **options: object) -> Backend:
+    """A backend by name: "vllm" (a model folder), "hf" (a folder, or a module to share: training
+    and sampling then use the same weights), or "auto" (vLLM where it is installed, else HF)."""
+    import importlib.util
+
+    if kind == "auto":
+        kind = "vllm" if isinstance(model, (str, Path)) and importlib.util.find_spec("vllm") is not None else "hf"
+    if kind == "vllm":
+        from chord_env.agents.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model, **options)
+    if kind == "hf":
+        from chord_env.agents.hf_backend import HFBackend
+
+        return HFBackend(model, **options)
+    raise ValueError(f"unknown backend {kind!r}; choose 'vllm', 'hf' or 'auto'")

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from chord_env.agents.backend import Backend, SamplingParams
+from chord_env.agents.backend import Backend, SamplingParams, open_backend
 from chord_env.chat import ChatRenderer
 from chord_env.envs import bfcl
 from chord_env.envs.math_heldout import MATH_SYSTEM_PROMPT, heldout_math_tasks
@@ -165,19 +165,6 @@ def evaluate(
                 results.append(result)
             bar.update(len(batch))
     return results
-
-
-def open_backend(model_dir: str) -> Backend:
-    """A backend for a model folder: vLLM where it is installed, else transformers."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is not None:
-        from chord_env.agents.vllm_backend import VLLMBackend
-
-        return VLLMBackend(model_dir)
-    from chord_env.agents.hf_backend import HFBackend
-
-    return HFBackend(model_dir)
 
 
 def model_names(model_dirs: Sequence[str]) -> list[str]:

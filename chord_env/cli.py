@@ -65,6 +65,30 @@ def _data_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from chord_env.trainer.config import load_config
+    from chord_env.trainer.train import train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise SystemExit("--resume takes the run's own config.yaml; give no --config or overrides")
+        config = load_config(Path(args.resume) / "config.yaml", [])
+    else:
+        config = load_config(args.config, args.overrides)
+    print(train(config, resume=bool(args.resume)))
+    return 0
+
+
+def _rollout(args: argparse.Namespace) -> int:
+    from chord_env.agents.collect import collect
+
+    print(collect(args.env, args.model, args.out, args.num_tasks, args.group, backend=args.backend,
+                  temperature=args.temperature, max_turn_tokens=args.max_turn_tokens, max_context=args.max_context, seed=args.seed))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from chord_env.demo import main
 
@@ -122,6 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     data_show.add_argument("--split", default="train")
     data_show.add_argument("--count", type=int, default=3)
     data_show.set_defaults(run=_data_show)
+
+    tr = commands.add_parser("train", help="a CHORD training run (any config key can be overridden as key=value)")
+    tr.add_argument("--config", help="a YAML file, e.g. configs/chord-phi.yaml")
+    tr.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its last complete checkpoint")
+    tr.add_argument("overrides", nargs="*", help="key=value, e.g. model=DIR env=chord/Worlds-v0 expert=PATH steps=20 mu.value=0.2")
+    tr.set_defaults(run=_train)
+
+    ro = commands.add_parser("rollout", help="sample trajectories from an env with a model into a JSON-lines file")
+    ro.add_argument("--env", required=True)
+    ro.add_argument("--model", required=True, help="a model folder (chord-env prepare-model)")
+    ro.add_argument("--num-tasks", type=int, default=64)
+    ro.add_argument("--group", type=int, default=8, help="samples per task")
+    ro.add_argument("--out", required=True, help="the JSON-lines file to write")
+    ro.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
+    ro.add_argument("--temperature", type=float, default=1.0)
+    ro.add_argument("--max-turn-tokens", type=int, default=256)
+    ro.add_argument("--max-context", type=int, default=2048)
+    ro.add_argument("--seed", type=int, default=0)
+    ro.set_defaults(run=_rollout)
 
     demo = commands.add_parser("demo", help="the main job: a scripted episode of each built-in env")
     demo.add_argument("--seed", type=int, default=0)

@@ -23,6 +23,8 @@ sees the same data as an uninterrupted one; evaluation uses seeds from 10**9 on,
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 import chord_env
+from chord_env.agents.backend import open_backend
 from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.chat import ChatRenderer
 from chord_env.trainer.batching import MicroBatch, Sequence, pack
@@ -72,10 +75,10 @@ def rl_sequences(trajectories: list[Trajectory]) -> list[Sequence]:
     return out
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
+def _autocast(device: torch.device, dtype: str):
+    """bf16 autocast over fp32 master weights: on CUDA for "auto", everywhere for "bf16"."""
+    enabled = dtype == "bf16" or (dtype == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def _loss_share(mb: MicroBatch, total: int, aggregation: str) -> float:
@@ -83,21 +86,26 @@ def _loss_share(mb: MicroBatch, total: int, aggregation: str) -> float:
     return units / max(total, 1)
 
 
-def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device) -> dict[str, float]:
-    """Accumulate scale * grad L_RL over the micro-batches; returns share-weighted metrics."""
+def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device, ref_model=None) -> dict[str, float]:
+    """Accumulate scale * grad L_RL over the micro-batches; returns share-weighted metrics.
+    With a reference model (kl_coef > 0), adds the k3 KL penalty to it."""
     total = sum(mb.num_loss_sequences if config.aggregation == "seq-mean" else mb.num_loss_tokens for mb in batches)
     metrics: dict[str, float] = {}
     max_diff = 0.0
     for mb in batches:
         mb = mb.to(device)
         share = _loss_share(mb, total, config.aggregation)
-        with _autocast(device):
+        with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",))
+            ref_logp = None
+            if ref_model is not None:
+                with torch.no_grad():
+                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask)["logp"]
         logp = out["logp"]
         loss, m = grpo_loss(
             logp, logp.detach(), mb.advantages, mb.loss_mask,
             eps_low=config.eps_low, eps_high=config.eps_high, dual_clip_c=config.dual_clip_c,
-            aggregation=config.aggregation,
+            aggregation=config.aggregation, ref_logp=ref_logp, kl_coef=config.kl_coef,
         )
         (scale * share * loss).backward()
         m["policy/entropy"] = float((out["entropy"] * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1))
@@ -113,12 +121,12 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
     """Accumulate scale * grad L_SFT (token-weighted) over the micro-batches."""
     total = sum(mb.num_loss_tokens for mb in batches)
     stats = STATS_NEEDED.get(config.token_weight, ())
-    extra = {"gamma": config.focal_gamma} if config.token_weight == "focal" else {}
+    extra = {"focal": {"gamma": config.focal_gamma}, "low_prob": {"w_max": config.low_prob_max}}.get(config.token_weight, {})
     metrics: dict[str, float] = {}
     for mb in batches:
         mb = mb.to(device)
         share = mb.num_loss_tokens / max(total, 1)
-        with _autocast(device):
+        with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=stats)
         weights = token_weights(config.token_weight, out["logp"], **{s: out[s] for s in stats}, **extra)
         loss, m = sft_loss(out["logp"], mb.loss_mask, weights)
@@ -134,17 +142,17 @@ def _grad_norm(model) -> float:
 
 
 def update(model, optimizer, rl: list[Sequence], sft: list[Sequence], mu: float, config: TrainConfig,
-           pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None) -> dict[str, float]:
+           pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None, ref_model=None) -> dict[str, float]:
     """One optimizer step on (1 - mu) L_RL(rl) + mu L_SFT(sft); the SFT forward is skipped at mu == 0."""
     device = next(model.parameters()).device
     rl_batches = pack(rl, config.micro_batch_tokens, pad_id) if mu < 1 else []
     sft_batches = pack(sft, config.micro_batch_tokens, pad_id) if mu > 0 else []
     metrics: dict[str, float] = {}
     if learned_mu is None:
-        metrics.update(_backward_rl(model, rl_batches, 1.0 - mu, config, device) if rl_batches else {})
+        metrics.update(_backward_rl(model, rl_batches, 1.0 - mu, config, device, ref_model) if rl_batches else {})
         metrics.update(_backward_sft(model, sft_batches, mu, config, device) if sft_batches else {})
     else:
-        metrics.update(_backward_rl(model, rl_batches, 1.0, config, device))
+        metrics.update(_backward_rl(model, rl_batches, 1.0, config, device, ref_model))
         rl_grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
         g_rl = _grad_norm(model)
         optimizer.zero_grad(set_to_none=True)
@@ -188,18 +196,6 @@ def evaluate(backend, make_env, renderer, config: TrainConfig, stop_ids: list[in
     return reward_metrics(list(rollout(backend, make_env, renderer, seeds, rc, stop_ids, progress=False)), "eval")
 
 
-def make_backend(config: TrainConfig, model):
-    if config.backend == "hf":
-        from chord_env.agents.hf_backend import HFBackend
-
-        return HFBackend(model)
-    if config.backend == "vllm":
-        from chord_env.agents.vllm_backend import VLLMBackend
-
-        return VLLMBackend(config.model, max_model_len=config.max_context, seed=config.seed)
-    raise ValueError(f"unknown backend {config.backend!r}; choose 'vllm' or 'hf'")
-
-
 def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) a CHORD training run in `config.out`; returns the run folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -216,7 +212,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         model.gradient_checkpointing_enable()
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
-    learned_mu = LearnedMu(mu_init=config.mu(0) if 0 < config.mu(0) < 1 else 0.1) if config.learned_mu else None
+    learned_mu = LearnedMu(mu_init=config.mu(0), target_share=config.mu_target_share) if config.learned_mu else None
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
     mu_optimizer = torch.optim.SGD(learned_mu.parameters(), lr=0.1) if learned_mu is not None else None
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
     expert = load_expert(config.expert, renderer) if uses_sft else []
@@ -229,8 +226,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
     if checkpoint is not None:
         start = int(load_checkpoint(checkpoint, model, optimizer, None)["step"])
-    logger = MetricsLogger(run_dir, resume_step=start)
-    backend = make_backend(config, model)
+    logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
+    backend = open_backend(model if config.backend == "hf" else config.model, config.backend, **({} if config.backend == "hf" else {"max_model_len": config.max_context, "seed": config.seed}))
     if start > 0:
         backend.update_weights(model)
     make_env = lambda: chord_env.make(config.env)  # noqa: E731
@@ -250,12 +247,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         metrics: dict[str, float] = {}
         rl: list[Sequence] = []
         if mu < 1 or learned_mu is not None:
-            trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), rollout_config, stop_ids, progress=False))
+            seeded = dataclasses.replace(rollout_config, seed=task_seeds(config, step)[0] * 1000) if config.backend == "hf" else rollout_config
+            trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))
         sft = [expert[(step * config.expert_per_step + j) % len(expert)] for j in range(config.expert_per_step)] if expert else []
         rollout_s = time.perf_counter() - began
-        metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer))
+        metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model))
         update_s = time.perf_counter() - began - rollout_s
         sync_began = time.perf_counter()
         backend.update_weights(model)
@@ -270,7 +268,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             metrics.update(evaluate(backend, make_env, renderer, config, stop_ids))
         logger.log(step + 1, metrics)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+        if (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or step + 1 == config.steps:
             save_checkpoint(run_dir, step + 1, model, optimizer, None, {"step": step + 1})
     logger.close()
     backend.close()
