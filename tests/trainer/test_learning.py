@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -20,37 +21,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import chord_env
-from chord_env.envs import Task
-from chord_env.envs.base import ChatEnv
+from vowel_env import ENV_ID, WORDS
+
 from chord_env.trainer.config import load_config
 from chord_env.trainer.metrics import read_metrics
 from chord_env.trainer.train import train
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-WORDS = ("sea", "tree", "river", "stone", "cloud", "bird", "road", "lamp", "bread", "song", "wind", "snow")
-
-
-def starts_with_vowel(text: str) -> float:
-    letters = [c for c in text.lower() if c.isalpha()]
-    return float(bool(letters) and letters[0] in "aeiou")
-
-
-class VowelEnv(ChatEnv):
-    """One turn: say something; reward 1 if the reply's first letter is a vowel."""
-
-    def __init__(self):
-        super().__init__(tasks=lambda rng: Task(prompt=f"Say something about the {WORDS[int(rng.integers(len(WORDS)))]}."))
-
-    def step(self, action):
-        self._begin_step(action)
-        self._done = True
-        reward = starts_with_vowel(action)
-        return [], reward, True, False, {"reward_breakdown": {"vowels": reward}}
-
-
-chord_env.register("Vowels-v0", f"{__name__}:VowelEnv")
-
 
 @pytest.fixture(scope="module")
 def expert_file(tmp_path_factory):
@@ -64,7 +41,7 @@ def expert_file(tmp_path_factory):
 
 def config_for(method, model, expert, out, *extra):
     return load_config(CONFIGS / f"{method}.yaml", [
-        f"model={model}", "env=chord/Vowels-v0", f"expert={expert}", f"out={out}", "backend=hf",
+        f"model={model}", f"env={ENV_ID}", f"expert={expert}", f"out={out}", "backend=hf",
         "tasks_per_step=4", "group_size=8", "expert_per_step=8", "max_turn_tokens=1", "max_context=64",
         "micro_batch_tokens=2048", "lr=5e-2", "eval_tasks=24", "seed=1", *extra,
     ])
@@ -79,3 +56,38 @@ def test_reward_rises(method, steps, tiny_model_dir, expert_file, tmp_path):
     assert after >= max(0.6, before + 0.4), (method, before, after)
     assert (run / "plots").is_dir() and any((run / "plots").glob("*.png"))
     assert (run / "config.yaml").is_file()
+
+
+def _train_cmd(*args):
+    return [str(Path(sys.executable).parent / "chord-env"), "train", *args]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_gives_the_same_weights(tiny_model_dir, expert_file, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    common = [
+        "--config", str(CONFIGS / "chord-fixed-mu.yaml"), f"model={tiny_model_dir}", f"env={ENV_ID}", f"expert={expert_file}",
+        "backend=hf", "tasks_per_step=2", "group_size=4", "expert_per_step=4", "max_turn_tokens=2", "max_context=64",
+        "micro_batch_tokens=512", "lr=1e-2", "steps=4", "checkpoint_every=1", "seed=3",
+    ]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    subprocess.run(_train_cmd(*common, f"out={straight}"), env=env, check=True, capture_output=True, timeout=600)
+
+    proc = subprocess.Popen(_train_cmd(*common, f"out={killed}"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = killed / "checkpoints" / "step-000002" / "COMPLETE"
+    while not marker.exists():
+        assert proc.poll() is None, "the run ended before its step-2 checkpoint"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = subprocess.run(_train_cmd("--resume", str(killed)), env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    final = lambda run: load_file(run / "checkpoints" / "step-000004" / "model" / "model.safetensors")  # noqa: E731
+    a, b = final(straight), final(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert any(not torch.equal(a[k], initial[k]) for k in a), "training changed nothing"
+    steps = [m["step"] for m in read_metrics(killed / "metrics.jsonl")]
+    assert steps == sorted(set(steps)) and steps[-1] == 4
