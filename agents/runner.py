@@ -49,6 +49,9 @@ class RolloutConfig:
     """Most episodes in flight at once."""
     truncation_reward: float = 0.0
     """Reward of an episode cut short by the runner (length, context, env error)."""
+    seed: int | None = None
+    """If set, round r of a rollout samples with seed `seed + r` (reproducible on backends that honour
+    per-request seeds); if None, the backend's own seeding applies."""
 
 
 @dataclass
@@ -130,14 +133,15 @@ def _advance(ep: _Episode, completion: Any, renderer: ChatRenderer, config: Roll
     return None
 
 
-def _generate(backend: Backend, active: list[_Episode], config: RolloutConfig, stop_token_ids: list[int]) -> list[Any]:
+def _generate(backend: Backend, active: list[_Episode], config: RolloutConfig, stop_token_ids: list[int], round_: int) -> list[Any]:
     """One completion per active episode. Each turn may sample `max_turn_tokens` or what is left of
     the context, whichever is less; episodes are batched by that budget (almost always one batch)."""
     budgets = [min(config.max_turn_tokens, config.max_context - len(ep.token_ids)) for ep in active]
     completions: list[Any] = [None] * len(active)
     for budget in sorted(set(budgets)):
         members = [i for i, b in enumerate(budgets) if b == budget]
-        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=budget, stop_token_ids=list(stop_token_ids))
+        seed = None if config.seed is None else config.seed + round_
+        params = SamplingParams(temperature=config.temperature, top_p=config.top_p, max_tokens=budget, stop_token_ids=list(stop_token_ids), seed=seed)
         for i, (completion,) in zip(members, backend.generate([active[i].token_ids for i in members], params)):
             completions[i] = completion
     return completions
@@ -160,7 +164,7 @@ def rollout(
     waiting.reverse()
     active: list[_Episode] = []
     bar = tqdm(total=len(waiting), desc="rollout", unit="episode", disable=not progress)
-    sampled_tokens, began = 0, time.perf_counter()
+    sampled_tokens, began, round_ = 0, time.perf_counter(), 0
     while waiting or active:
         while waiting and len(active) < config.concurrency:
             active.append(_start(make_env, renderer, *waiting.pop()))
@@ -169,7 +173,8 @@ def rollout(
             bar.update()
             yield _finish(ep, config.truncation_reward, "context", {})
         still_active = []
-        for ep, completion in zip(active, _generate(backend, active, config, stop_token_ids)):
+        round_ += 1
+        for ep, completion in zip(active, _generate(backend, active, config, stop_token_ids, round_)):
             sampled_tokens += len(completion.token_ids)
             done = _advance(ep, completion, renderer, config)
             if done is None:
