@@ -1,7 +1,7 @@
 """Expert traces for the SFT term: loaded with `datasets`, rendered with the rollouts' chat template.
 
 A trace is a JSON-lines row `{"messages": [OpenAI-format messages], "tools": [OpenAI tool specs]}`
-(the format `chord-env data build` writes). Rendering uses the same `ChatRenderer` as the rollouts,
+(`chord-env data build` writes `tools` as a JSON string, since specs differ from row to row; both work). Rendering uses the same `ChatRenderer` as the rollouts,
 and the same split between prompt and response: a rollout's prompt ends with the generation prompt
 (`<|im_start|>assistant\\n`) and the model samples the rest of the turn through `<|im_end|>`; here
 every assistant turn is tokenized the same way, and exactly those sampled-equivalent tokens get loss
@@ -10,6 +10,7 @@ mask 1. System, user and tool messages, and the generation prompts, get 0.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -57,7 +58,8 @@ def load_expert(path: str | Path, renderer: ChatRenderer) -> list[Sequence]:
     for i, row in enumerate(rows):
         try:
             messages = [Message.from_openai(m) for m in row["messages"]]
-            tools = [ToolSpec.from_openai(t) for t in row.get("tools") or []]
+            tools = row.get("tools") or []
+            tools = [ToolSpec.from_openai(t) for t in (json.loads(tools) if isinstance(tools, str) else tools)]
             seq = render_expert(renderer, messages, tools)
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{path}: row {i}: not an expert trace: {e}") from e
