@@ -33,6 +33,14 @@ def _bench_envs(args: argparse.Namespace) -> int:
     return main(quick=args.quick)
 
 
+def _bench_trainer(args: argparse.Namespace) -> int:
+    from chord_env.trainer.bench_trainer import main
+
+    return main(model=args.model, model_dir=args.model_dir, batch=args.batch, prompt_tokens=args.prompt_tokens,
+                completion_tokens=args.completion_tokens, repeats=args.repeats, warmup=args.warmup,
+                gradient_checkpointing=args.gradient_checkpointing)
+
+
 def _prepare_model(args: argparse.Namespace) -> int:
     from chord_env.models import prepare_model
 
@@ -112,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench_env = bench_commands.add_parser("envs", help="env step overhead, parser throughput, math-verify scaling")
     bench_env.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench_env.set_defaults(run=_bench_envs)
+    bench_tr = bench_commands.add_parser("trainer", help="our GRPO update vs TRL's GRPOTrainer on the same batch (needs the bench extra)")
+    bench_tr.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
+    bench_tr.add_argument("--model-dir", help="the fp32 model folder (default: in the chord-env cache; made if missing)")
+    bench_tr.add_argument("--batch", type=int, default=8, help="sequences per update")
+    bench_tr.add_argument("--prompt-tokens", type=int, default=128)
+    bench_tr.add_argument("--completion-tokens", type=int, default=128)
+    bench_tr.add_argument("--repeats", type=int, default=3, help="timed updates per side (best of them is reported)")
+    bench_tr.add_argument("--warmup", type=int, default=1, help="untimed updates per side first")
+    bench_tr.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
+    bench_tr.set_defaults(run=_bench_trainer)
 
     prepare = commands.add_parser("prepare-model", help="write a model folder that transformers and vLLM load offline")
     prepare.add_argument("name", choices=["smollm2-135m-instruct", "tiny-random"])

@@ -155,7 +155,7 @@ def _build_smollm2(dtype: str) -> Any:
     state = loaded.state_dict()
     del loaded
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    model.load_state_dict(state, strict=False)
+    model.load_state_dict(state)
     model.tie_weights()
     return model.to(_torch_dtype(dtype))
 
