@@ -33,6 +33,12 @@ def _bench_envs(args: argparse.Namespace) -> int:
     return main(quick=args.quick)
 
 
+def _bench_rollout(args: argparse.Namespace) -> int:
+    from chord_env.agents.bench_rollout import main
+
+    return main(model=args.model, tasks=args.tasks, group=args.group, max_tokens=args.max_tokens, repeats=args.repeats)
+
+
 def _bench_trainer(args: argparse.Namespace) -> int:
     from chord_env.trainer.bench_trainer import main
 
@@ -120,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench_env = bench_commands.add_parser("envs", help="env step overhead, parser throughput, math-verify scaling")
     bench_env.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke test)")
     bench_env.set_defaults(run=_bench_envs)
+    bench_ro = bench_commands.add_parser("rollout", help="runner vs raw vLLM tokens/s, vLLM vs HF, weight-sync paths")
+    bench_ro.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
+    bench_ro.add_argument("--tasks", type=int, default=8)
+    bench_ro.add_argument("--group", type=int, default=8)
+    bench_ro.add_argument("--max-tokens", type=int, default=128)
+    bench_ro.add_argument("--repeats", type=int, default=2)
+    bench_ro.set_defaults(run=_bench_rollout)
     bench_tr = bench_commands.add_parser("trainer", help="our GRPO update vs TRL's GRPOTrainer on the same batch (needs the bench extra)")
     bench_tr.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     bench_tr.add_argument("--model-dir", help="the fp32 model folder (default: in the chord-env cache; made if missing)")

@@ -37,6 +37,13 @@ TINY_SEED = 0
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
+def cached_model_dir(name: str, dtype: str = "fp32") -> Path:
+    """Where commands that need a model without being told where (demo, benchmarks) prepare it."""
+    from chord_env.tokenizer import cache_root
+
+    return cache_root() / "models" / f"{name}-{dtype}"
+
+
 def _torch_dtype(dtype: str) -> Any:
     import torch
 

@@ -26,11 +26,14 @@ def token_logprobs(
     loss_mask: Tensor,
     stats: tuple[str, ...] = (),
     chunk_tokens: int = 1024,
+    temperature: float = 1.0,
 ) -> dict[str, Tensor]:
     """logp[b, t] = log p(input_ids[b, t] | input_ids[b, :t]) where loss_mask[b, t], else 0.
 
-    input_ids, attention_mask, loss_mask: [B, L] (loss_mask[:, 0] must be False). Returns a dict of
-    [B, L] tensors: "logp" (with grad when enabled) and each requested statistic (detached).
+    input_ids, attention_mask, loss_mask: [B, L] (loss_mask[:, 0] must be False). `temperature`
+    divides the logits, so RL logprobs are those of the distribution the rollouts sampled from (the
+    backends report behaviour logprobs after temperature). Returns a dict of [B, L] tensors: "logp"
+    (with grad when enabled) and each requested statistic (detached).
     """
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, L, H]
     head = model.get_output_embeddings()
@@ -41,9 +44,9 @@ def token_logprobs(
     for lo in range(0, rows.shape[0], chunk_tokens):
         chunk = (rows[lo : lo + chunk_tokens], targets[lo : lo + chunk_tokens])
         if torch.is_grad_enabled():
-            logp, *extra = checkpoint(_chunk, head, *chunk, stats, use_reentrant=False)
+            logp, *extra = checkpoint(_chunk, head, *chunk, stats, temperature, use_reentrant=False)
         else:
-            logp, *extra = _chunk(head, *chunk, stats)
+            logp, *extra = _chunk(head, *chunk, stats, temperature)
         pieces["logp"].append(logp)
         for name, value in zip(stats, extra):
             pieces[name].append(value)
@@ -55,6 +58,6 @@ def token_logprobs(
     return out
 
 
-def _chunk(head: nn.Module, rows: Tensor, targets: Tensor, stats: tuple[str, ...]) -> tuple[Tensor, ...]:
-    result = token_stats(head(rows)[None], targets[None], stats)  # [1, n, V] -> [1, n]
+def _chunk(head: nn.Module, rows: Tensor, targets: Tensor, stats: tuple[str, ...], temperature: float) -> tuple[Tensor, ...]:
+    result = token_stats(head(rows)[None] / temperature, targets[None], stats)  # [1, n, V] -> [1, n]
     return (result["logp"][0], *(result[s][0] for s in stats))

@@ -13,8 +13,10 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
    seq-mean), so the accumulated gradient is exactly that of (1 - mu) L_RL + mu L_SFT over the
    whole batch; no normaliser is entered by hand.
 5. Gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA).
-6. Weights synced to the backend. Parity: the next step's trainer logprobs of the freshly sampled
-   tokens are compared with the engine's behaviour logprobs (`sync/logprob_max_diff`).
+6. Weights synced to the backend, then checked: for an engine (vLLM), the max |logprob difference|
+   between the engine and the trainer on a fixed probe batch (`sync/parity_max_diff`); and at the
+   next step, between the engine's behaviour logprobs of the sampled tokens and the trainer's
+   (`sync/logprob_max_diff`).
 7. Metrics (JSON lines, TensorBoard), periodic evaluation, periodic checkpoints; PNG plots at the end.
 
 The RL tasks of step s are the env's tasks with seeds `seed * 10**6 + s * P + i`, so a resumed run
@@ -36,6 +38,7 @@ from tqdm import tqdm
 import chord_env
 from chord_env.agents.backend import open_backend
 from chord_env.agents.runner import RolloutConfig, rollout
+from chord_env.agents.weight_sync import logprob_parity
 from chord_env.chat import ChatRenderer
 from chord_env.trainer.batching import MicroBatch, Sequence, pack
 from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -96,11 +99,11 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         mb = mb.to(device)
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
-            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",))
+            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature)
             ref_logp = None
             if ref_model is not None:
                 with torch.no_grad():
-                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask)["logp"]
+                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature)["logp"]
         logp = out["logp"]
         loss, m = grpo_loss(
             logp, logp.detach(), mb.advantages, mb.loss_mask,
@@ -257,6 +260,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         update_s = time.perf_counter() - began - rollout_s
         sync_began = time.perf_counter()
         backend.update_weights(model)
+        if config.backend == "vllm":  # a shared HF module needs no check; an engine copy does
+            model.eval()
+            metrics["sync/parity_max_diff"] = logprob_parity(backend, model)
+            model.train()
         trained_tokens = sum(len(s.token_ids) for s in rl + sft)
         metrics.update({
             "perf/rollout_s": rollout_s,
