@@ -186,8 +186,10 @@ def main(
     max_tokens: int = 512,
     max_prompt_tokens: int | None = None,
     backend_factory: Callable[[str], Backend] = open_backend,
+    names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """`chord-env eval`: every model over every suite; writes the report to `out`."""
+    """`chord-env eval`: every model over every suite; writes the report to `out`. Models are named
+    after their folders unless `names` are given."""
     from transformers import AutoTokenizer
 
     from chord_env.report import write_report
@@ -207,7 +209,7 @@ def main(
         plans = [(stratified_subset(cases, limit, seed), params) for cases, params in plans]
     results: dict[str, list[CaseResult]] = {}
     try:
-        for name, model_dir in zip(model_names(model_dirs), model_dirs):
+        for name, model_dir in zip(names or model_names(model_dirs), model_dirs):
             renderer = ChatRenderer(AutoTokenizer.from_pretrained(model_dir))
             backend = backend_factory(model_dir)
             try:

@@ -104,9 +104,9 @@ def _rollout(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from chord_env.demo import main
+    from chord_env.trainer.demo import main
 
-    return main(seed=args.seed)
+    return main(out=args.out, steps=args.steps, bfcl_per_category=args.bfcl_per_category, seed=args.seed, model_name=args.model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -197,7 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--seed", type=int, default=0)
     ro.set_defaults(run=_rollout)
 
-    demo = commands.add_parser("demo", help="the main job: a scripted episode of each built-in env")
+    demo = commands.add_parser("demo", help="the main job: a short CHORD run on SmolLM2 with evaluation before and after")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--steps", type=int, default=3)
+    demo.add_argument("--bfcl-per-category", type=int, default=3, help="cases per BFCL category (stratified, seeded)")
+    demo.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)
     return parser
