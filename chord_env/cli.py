@@ -28,7 +28,7 @@ def _envs_check(args: argparse.Namespace) -> int:
 
 
 def _bench_envs(args: argparse.Namespace) -> int:
-    from chord_env.bench_envs import main
+    from chord_env.envs.bench import main
 
     return main(quick=args.quick)
 
