@@ -1,4 +1,5 @@
-"""Session fixtures for the agent tests: the tiny model folder, made once, and ONE shared vLLM engine.
+"""Session fixtures for the agent tests: ONE shared vLLM engine on the tiny model (tests/conftest.py
+makes the model folder once).
 
 `tiny_vllm` is the only long-lived engine (fp32, ~30 s to start on 2 CPU cores); tests that change
 its weights must put the original weights back before they end (`tiny_model` holds them).
@@ -12,13 +13,6 @@ import os
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    from chord_env.models import prepare_model
-
-    return prepare_model("tiny-random", tmp_path_factory.mktemp("models") / "tiny-random")
 
 
 @pytest.fixture(scope="session")
