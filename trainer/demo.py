@@ -41,7 +41,7 @@ def main(out: str = "runs/demo", steps: int = 3, bfcl_per_category: int = 3, see
     config = load_config(CONFIGS / "chord-phi.yaml", [
         f"model={model}", "env=chord/Worlds-v0", f"expert={run / 'data' / 'train.jsonl'}", f"out={run / 'train'}",
         f"steps={steps}", "tasks_per_step=2", "group_size=4", "expert_per_step=4", "lr=5e-5", "max_turn_tokens=128",
-        "max_context=2048", "micro_batch_tokens=4096", f"eval_every={steps}", "eval_tasks=8", "checkpoint_every=0", f"seed={seed}",
+        "max_context=2048", "micro_batch_tokens=2048", "gradient_checkpointing=true", f"eval_every={steps}", "eval_tasks=8", "checkpoint_every=0", f"seed={seed}",
     ])
     trained = train(config)
     evals = [m for m in read_metrics(trained / "metrics.jsonl") if "eval/mean" in m]
