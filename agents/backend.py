@@ -54,9 +54,10 @@ class Backend(Protocol):
         ...
 
 
-def open_backend(model: str | torch.nn.Module, kind: str = "auto", **options: object) -> Backend:
+def open_backend(model: str | torch.nn.Module, kind: str = "auto", /, **options: object) -> Backend:
     """A backend by name: "vllm" (a model folder), "hf" (a folder, or a module to share: training
-    and sampling then use the same weights), or "auto" (vLLM where it is installed, else HF)."""
+    and sampling then use the same weights), "openai" (a server's base URL instead of a folder,
+    with `model=` the served name), or "auto" (vLLM where it is installed, else HF)."""
     import importlib.util
 
     if kind == "auto":
@@ -69,4 +70,8 @@ def open_backend(model: str | torch.nn.Module, kind: str = "auto", **options: ob
         from chord_env.agents.hf_backend import HFBackend
 
         return HFBackend(model, **options)
-    raise ValueError(f"unknown backend {kind!r}; choose 'vllm', 'hf' or 'auto'")
+    if kind == "openai":
+        from chord_env.agents.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(str(model), **options)
+    raise ValueError(f"unknown backend {kind!r}; choose 'vllm', 'hf', 'openai' or 'auto'")
