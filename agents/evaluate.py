@@ -13,10 +13,15 @@ samples per problem so that pass@k (Chen et al. 2021) can be estimated; with n =
 
 `--limit` takes `stratified_subset`: the same number of cases from every category, drawn with a
 seeded generator and kept in the suite's order, so two models see the same cases.
+
+BFCL multi-turn (`bfcl-multi-turn`) is a conversation, not one completion: its cases carry a task
+of `envs.bfcl_multi_turn`, and `evaluate_multi_turn` plays them greedily through the rollout runner
+(one episode per case); the env scores each with BFCL's multi-turn checker.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,14 +30,15 @@ import numpy as np
 from tqdm import tqdm
 
 from chord_env.agents.backend import Backend, SamplingParams, open_backend
+from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.chat import ChatRenderer
-from chord_env.envs import bfcl
+from chord_env.envs import bfcl, bfcl_multi_turn
 from chord_env.envs.math_heldout import MATH_SYSTEM_PROMPT, heldout_math_tasks
 from chord_env.envs.math_verify_pool import VerifierPool
 from chord_env.parsing import PARSERS
 from chord_env.types import Message, ToolSpec
 
-SUITES = ("bfcl-single", "math")
+SUITES = ("bfcl-single", "bfcl-multi-turn", "math")
 PROMPT_TOO_LONG = "prompt_too_long"
 
 
@@ -47,6 +53,8 @@ class EvalCase:
     messages: list[Message]
     tools: list[ToolSpec]
     check: Callable[[str], dict[str, Any]]
+    task: Any = None
+    """Multi-turn cases: the env task the runner plays (`check` is then unused)."""
 
 
 @dataclass
@@ -70,10 +78,11 @@ class CaseResult:
 
 
 def bfcl_check(case: bfcl.BFCLCase, parser: str = "hermes") -> Callable[[str], dict[str, Any]]:
-    """Scores a completion of a BFCL case: parse in `parser`'s format, then BFCL's rules."""
+    """Scores a completion of a BFCL case: decode in `parser`'s format (Hermes as BFCL's own Hermes
+    handler decodes it), then BFCL's rules."""
 
     def check(text: str) -> dict[str, Any]:
-        parsed = PARSERS[parser](text)
+        parsed = bfcl.decode_hermes(text) if parser == "hermes" else PARSERS[parser](text)
         verdict = bfcl.score(case, parsed)
         calls = [{"name": c.name, "arguments": c.arguments} for c in parsed.calls]
         return {**verdict.__dict__, "calls": calls, "parse_error": parsed.error}
@@ -88,6 +97,54 @@ def bfcl_suite(categories: Sequence[str] | None = None, parser: str = "hermes") 
         for c in bfcl.load_cases(category):
             cases.append(EvalCase("bfcl-single", category, c.id, c.messages, c.tools, bfcl_check(c, parser)))
     return cases
+
+
+def bfcl_multi_turn_suite(categories: Sequence[str] = bfcl_multi_turn.CATEGORIES) -> list[EvalCase]:
+    """Every entry of BFCL's multi-turn categories, played as conversations by `evaluate_multi_turn`."""
+
+    def check(text: str) -> dict[str, Any]:
+        raise TypeError("a multi-turn case is scored by its env through evaluate_multi_turn")
+
+    return [EvalCase("bfcl-multi-turn", t.info["category"], t.id, list(t.prompt), list(t.tools), check, t)
+            for t in bfcl_multi_turn.tasks(tuple(categories))]
+
+
+def evaluate_multi_turn(
+    backend: Backend,
+    renderer: ChatRenderer,
+    cases: Sequence[EvalCase],
+    max_turn_tokens: int = 512,
+    max_context: int = 8192,
+    progress: bool = True,
+    parser: str = "hermes",
+) -> list[CaseResult]:
+    """Play each multi-turn case once, greedily, through the runner; the env's BFCL verdict scores it.
+
+    An episode the runner cuts short (a turn at its token limit, the context full) fails with the
+    runner's reason as its error type."""
+    tasks = [c.task for c in cases]
+    envs: list[bfcl_multi_turn.BFCLMultiTurnEnv] = []
+
+    def make_env() -> bfcl_multi_turn.SeedAsTaskIndex:
+        envs.append(bfcl_multi_turn.BFCLMultiTurnEnv(tasks, parser=parser))
+        return bfcl_multi_turn.SeedAsTaskIndex(envs[-1])
+
+    config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=max_turn_tokens, max_context=max_context)
+    stops = stop_token_ids(renderer.tokenizer, renderer.end_of_turn)
+    played_out = rollout(backend, make_env, renderer, list(range(len(cases))), config, stops, progress=progress)
+    trajectories = {t.group_id: t for t in played_out}
+    played = {env.task.id: env for env in envs}
+    results = []
+    for i, case in enumerate(cases):
+        traj, env = trajectories[str(i)], played[case.id]
+        verdict = env.verdict or {"correct": False, "error_type": traj.truncation or "unfinished"}
+        results.append(CaseResult(
+            case.suite, case.category, case.id, [m.to_openai() for m in case.messages],
+            outputs=[json.dumps([m.content for m in traj.messages if m.role == "assistant"], ensure_ascii=False)],
+            verdicts=[{**verdict, "decoded": env.decoded, "truncation": traj.truncation}],
+            prompt_tokens=traj.prompt_length,
+        ))
+    return results
 
 
 def math_suite(n: int, verifier: VerifierPool) -> list[EvalCase]:
@@ -185,11 +242,13 @@ def main(
     math_temperature: float = 0.8,
     max_tokens: int = 512,
     max_prompt_tokens: int | None = None,
-    backend_factory: Callable[[str], Backend] = open_backend,
+    max_context: int = 8192,
+    backend_factory: Callable[[str], Backend] | None = None,
     names: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """`chord-env eval`: every model over every suite; writes the report to `out`. Models are named
-    after their folders unless `names` are given."""
+    after their folders unless `names` are given. The default backend is `open_backend`, with a
+    `max_context`-token window when multi-turn BFCL runs (its prompts alone are 2.4k-5.4k tokens)."""
     from transformers import AutoTokenizer
 
     from chord_env.report import write_report
@@ -205,8 +264,12 @@ def main(
         temperature = math_temperature if math_samples > 1 else 0.0
         params = SamplingParams(temperature=temperature, max_tokens=max_tokens, seed=seed, n=math_samples)
         plans.append((math_suite(math_problems, verifier), params))
+    multi_turn = bfcl_multi_turn_suite() if "bfcl-multi-turn" in suites else []
     if limit is not None:
         plans = [(stratified_subset(cases, limit, seed), params) for cases, params in plans]
+        multi_turn = stratified_subset(multi_turn, limit, seed)
+    if backend_factory is None:
+        backend_factory = (lambda d: open_backend(d, max_model_len=max_context)) if multi_turn else open_backend
     results: dict[str, list[CaseResult]] = {}
     try:
         for name, model_dir in zip(names or model_names(model_dirs), model_dirs):
@@ -216,7 +279,8 @@ def main(
                 results[name] = [
                     r for cases, params in plans
                     for r in evaluate(backend, renderer, cases, params, max_prompt_tokens=max_prompt_tokens)
-                ]
+                ] + (evaluate_multi_turn(backend, renderer, multi_turn, max_tokens, max_context, parser=parser)
+                     if multi_turn else [])
             finally:
                 backend.close()
     finally:

@@ -47,6 +47,12 @@ def _bench_trainer(args: argparse.Namespace) -> int:
                 gradient_checkpointing=args.gradient_checkpointing)
 
 
+def _bench_eval(args: argparse.Namespace) -> int:
+    from chord_env.agents.bench_eval import main
+
+    return main(limit=args.limit, max_tokens=args.max_tokens, batch_size=args.batch_size, repeats=args.repeats)
+
+
 def _prepare_model(args: argparse.Namespace) -> int:
     from chord_env.models import prepare_model
 
@@ -143,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tr.add_argument("--warmup", type=int, default=1, help="untimed updates per side first")
     bench_tr.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
     bench_tr.set_defaults(run=_bench_trainer)
+    bench_ev = bench_commands.add_parser("eval", help="non-live BFCL eval with SmolLM2 on vLLM: wall time, tokens/s vs raw vLLM, checks/s")
+    bench_ev.add_argument("--limit", type=int, default=10, help="cases per non-live category (stratified, seeded)")
+    bench_ev.add_argument("--max-tokens", type=int, default=128)
+    bench_ev.add_argument("--batch-size", type=int, default=64)
+    bench_ev.add_argument("--repeats", type=int, default=2)
+    bench_ev.set_defaults(run=_bench_eval)
 
     prepare = commands.add_parser("prepare-model", help="write a model folder that transformers and vLLM load offline")
     prepare.add_argument("name", choices=["smollm2-135m-instruct", "tiny-random"])
@@ -150,9 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     prepare.set_defaults(run=_prepare_model)
 
-    ev = commands.add_parser("eval", help="held-out evaluation (BFCL single-turn, math) with a Markdown/PNG report")
+    ev = commands.add_parser("eval", help="held-out evaluation (BFCL single-turn and multi-turn, math) with a Markdown/PNG report")
     ev.add_argument("--model", action="append", required=True, help="a model folder (repeat to compare models)")
-    ev.add_argument("--suite", default="bfcl-single,math", help="comma-separated: bfcl-single, math")
+    ev.add_argument("--suite", default="bfcl-single,math", help="comma-separated: bfcl-single, bfcl-multi-turn, math")
     ev.add_argument("--limit", type=int, help="at most N cases per category (stratified, seeded)")
     ev.add_argument("--out", required=True, help="the report folder")
     ev.add_argument("--seed", type=int, default=0)

@@ -19,12 +19,21 @@ Scoring mirrors `bfcl_eval/eval_checker/eval_runner.py` with BFCL's Hermes handl
 - `irrelevance`, `live_irrelevance`: correct iff no call was decoded; `live_relevance`: correct iff
   at least one was (`_evaluate_single_relevance_entry`).
 
+Decoding. `decode_hermes` is BFCL's own Hermes decode (`QwenFCHandler._extract_tool_calls` with
+`decode_ast`, or `decode_execute` for multi-turn), stricter than our `parsing.parse_hermes`: only
+`<tool_call>\n{json}\n</tool_call>` blocks count (newlines required), a block that is not JSON is
+dropped, and an item that is not a call object fails the whole output. `chord-env eval` scores
+Hermes outputs with it, so its verdicts are BFCL's on the same text (a test checks this on saved
+real outputs); the training envs keep the lenient parser.
+
 Every failure gets one type from `ERROR_TYPES`, derived from the calls and BFCL's own `error_type`
 (kept verbatim in `Verdict.bfcl_error_type`): see `_classify`.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
@@ -150,6 +159,37 @@ def load_cases(category: str) -> list[BFCLCase]:
     if category not in single_turn_categories():
         raise ValueError(f"unknown BFCL single-turn category {category!r}; choose from {single_turn_categories()}")
     return list(_load(category))
+
+
+_BFCL_HERMES_BLOCK = re.compile(r"<tool_call>\n(.*?)\n</tool_call>", re.DOTALL)
+
+
+def decode_hermes(text: str, execute: bool = False) -> ParseResult:
+    """The calls BFCL's Hermes handler decodes from `text` (`decode_ast`; with `execute`,
+    `decode_execute`, which also takes `arguments` given as a JSON string). Never raises: where
+    BFCL's decoder raises, the result has no calls and an error."""
+    items, bad = [], 0
+    for block in _BFCL_HERMES_BLOCK.findall(text):
+        try:
+            items.append(json.loads(block))
+        except Exception:  # as BFCL's `_extract_tool_calls` (RecursionError included)
+            bad += 1
+    content = _BFCL_HERMES_BLOCK.sub("", text).strip()
+    error = f"{bad} <tool_call> block(s) are not valid JSON" if bad else None
+    if error is None and not items and "<tool_call>" in text:
+        error = "a <tool_call> not written as <tool_call>\n{json}\n</tool_call>"
+    calls = []
+    try:
+        for item in items:
+            if type(item) is not dict:
+                raise ValueError("a <tool_call> block is not a JSON object")
+            arguments, _ = item["arguments"], hash(item["name"])  # BFCL keys a dict by the name
+            if execute and type(arguments) is str:
+                arguments = json.loads(arguments)
+            calls.append(ToolCall(item["name"], {k: v for k, v in arguments.items()}))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return ParseResult([], content, f"not a list of calls ({type(e).__name__}: {e})")
+    return ParseResult(calls, content, error)
 
 
 def to_bfcl_output(calls: list[ToolCall]) -> list[dict[str, dict[str, Any]]]:
