@@ -211,8 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job: a short CHORD run on SmolLM2 with evaluation before and after")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=3)
-    demo.add_argument("--bfcl-per-category", type=int, default=3, help="cases per BFCL category (stratified, seeded)")
+    demo.add_argument("--steps", type=int, default=2)
+    demo.add_argument("--bfcl-per-category", type=int, default=2, help="cases per BFCL category (stratified, seeded)")
     demo.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(run=_demo)

@@ -29,7 +29,7 @@ from chord_env.trainer.train import train
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def main(out: str = "runs/demo", steps: int = 3, bfcl_per_category: int = 3, seed: int = 0,
+def main(out: str = "runs/demo", steps: int = 2, bfcl_per_category: int = 2, seed: int = 0,
          model_name: str = "smollm2-135m-instruct") -> int:
     run = Path(out)
     print(f"1/4 preparing {model_name} ...")
@@ -40,8 +40,8 @@ def main(out: str = "runs/demo", steps: int = 3, bfcl_per_category: int = 3, see
     print(f"3/4 training CHORD-phi for {steps} steps ...")
     config = load_config(CONFIGS / "chord-phi.yaml", [
         f"model={model}", "env=chord/Worlds-v0", f"expert={run / 'data' / 'train.jsonl'}", f"out={run / 'train'}",
-        f"steps={steps}", "tasks_per_step=2", "group_size=4", "expert_per_step=4", "lr=5e-5", "max_turn_tokens=128",
-        "max_context=2048", "micro_batch_tokens=2048", "gradient_checkpointing=true", f"eval_every={steps}", "eval_tasks=8", "checkpoint_every=0", f"seed={seed}",
+        f"steps={steps}", "tasks_per_step=2", "group_size=2", "expert_per_step=2", "lr=5e-5", "max_turn_tokens=128",
+        "max_context=2048", "micro_batch_tokens=2048", "gradient_checkpointing=true", f"eval_every={steps}", "eval_tasks=4", "checkpoint_every=0", f"seed={seed}",
     ])
     trained = train(config)
     evals = [m for m in read_metrics(trained / "metrics.jsonl") if "eval/mean" in m]

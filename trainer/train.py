@@ -96,6 +96,8 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
     metrics: dict[str, float] = {}
     max_diff = 0.0
     for mb in batches:
+        if mb.num_loss_tokens == 0:  # e.g. episodes cut before any turn: nothing to learn from
+            continue
         mb = mb.to(device)
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
@@ -114,8 +116,7 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         m["policy/entropy"] = float((out["entropy"] * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1))
         for k, v in m.items():
             metrics[k] = metrics.get(k, 0.0) + share * v
-        if mb.num_loss_tokens:
-            max_diff = max(max_diff, float((logp.detach() - mb.old_logp).abs()[mb.loss_mask].max()))
+        max_diff = max(max_diff, float((logp.detach() - mb.old_logp).abs()[mb.loss_mask].max()))
     metrics["sync/logprob_max_diff"] = max_diff
     return metrics
 
@@ -127,6 +128,8 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
     extra = {"focal": {"gamma": config.focal_gamma}, "low_prob": {"w_max": config.low_prob_max}}.get(config.token_weight, {})
     metrics: dict[str, float] = {}
     for mb in batches:
+        if mb.num_loss_tokens == 0:
+            continue
         mb = mb.to(device)
         share = mb.num_loss_tokens / max(total, 1)
         with _autocast(device, config.dtype):
@@ -218,7 +221,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     renderer = ChatRenderer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32).to(device)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = make_optimizer(model, config)
     learned_mu = LearnedMu(mu_init=config.mu(0), target_share=config.mu_target_share) if config.learned_mu else None
