@@ -228,16 +228,20 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
     mu_optimizer = torch.optim.SGD(learned_mu.parameters(), lr=0.1) if learned_mu is not None else None
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
+    if uses_sft and not config.expert:
+        raise ValueError("this config has mu > 0 (an SFT term) but no expert traces: set expert=PATH")
     expert = load_expert(config.expert, renderer) if uses_sft else []
-    if uses_sft and not expert:
-        raise ValueError("this config has mu > 0 but no expert traces: set expert=PATH")
 
     start = 0
     checkpoint = latest_checkpoint(run_dir) if resume else None
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
     if checkpoint is not None:
-        start = int(load_checkpoint(checkpoint, model, optimizer, None)["step"])
+        extra = load_checkpoint(checkpoint, model, optimizer, None)
+        start = int(extra["step"])
+        if learned_mu is not None:
+            learned_mu.load_state_dict(extra["learned_mu"])
+            mu_optimizer.load_state_dict(extra["mu_optimizer"])
     logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
     backend = open_backend(model if config.backend == "hf" else config.model, config.backend, **({} if config.backend == "hf" else {"max_model_len": config.max_context, "seed": config.seed}))
     if start > 0:
@@ -285,7 +289,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         logger.log(step + 1, metrics)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})
         if (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or step + 1 == config.steps:
-            save_checkpoint(run_dir, step + 1, model, optimizer, None, {"step": step + 1})
+            extra = {"step": step + 1}
+            if learned_mu is not None:
+                extra.update(learned_mu=learned_mu.state_dict(), mu_optimizer=mu_optimizer.state_dict())
+            save_checkpoint(run_dir, step + 1, model, optimizer, None, extra)
     logger.close()
     backend.close()
     model.save_pretrained(run_dir / "final")  # a model folder every command takes (eval, rollout)

@@ -91,3 +91,21 @@ def test_sigkill_then_resume_gives_the_same_weights(tiny_model_dir, expert_file,
     assert any(not torch.equal(a[k], initial[k]) for k in a), "training changed nothing"
     steps = [m["step"] for m in read_metrics(killed / "metrics.jsonl")]
     assert steps == sorted(set(steps)) and steps[-1] == 4
+
+
+@pytest.mark.slow
+def test_learned_mu_moves_and_survives_a_resume(tiny_model_dir, expert_file, tmp_path):
+    config = config_for("chord-learned-mu", tiny_model_dir, expert_file, tmp_path / "lm", "steps=2", "checkpoint_every=1", "eval_every=0")
+    run = train(config)
+    mus = [m["chord/mu"] for m in read_metrics(run / "metrics.jsonl")]
+    assert len(mus) == 2 and mus[0] != mus[1] and all(0.0 < m < 1.0 for m in mus)
+    resumed = train(load_config(run / "config.yaml", ["steps=3"]), resume=True)
+    after = [m["chord/mu"] for m in read_metrics(resumed / "metrics.jsonl")]
+    assert after[:2] == mus and len(after) == 3
+
+
+def test_sft_without_expert_traces_is_a_clear_error(tiny_model_dir, tmp_path):
+    config = load_config(CONFIGS / "chord-phi.yaml", [f"model={tiny_model_dir}", f"env={ENV_ID}", f"out={tmp_path}", "backend=hf",
+                                                      "max_turn_tokens=1", "max_context=64", "micro_batch_tokens=512"])
+    with pytest.raises(ValueError, match="expert"):
+        train(config)
