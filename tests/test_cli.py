@@ -1,5 +1,6 @@
 """The command line, end to end in subprocesses: envs list/check, demo, bench envs (quick)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +8,12 @@ from pathlib import Path
 import pytest
 
 CLI = str(Path(sys.executable).parent / "chord-env")
+# the venv first, then the system's tools (vLLM's CPU worker runs `lscpu`)
+ENV = {"HF_HUB_OFFLINE": "1", "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", "PATH": str(Path(sys.executable).parent)})
+    return subprocess.run([CLI, *args], capture_output=True, text=True, timeout=600, env=ENV)
 
 
 def test_envs_list_and_check_all():
@@ -38,7 +41,7 @@ def test_bench_envs_quick_prints_every_measurement():
 def test_demo_runs_every_stage_on_the_tiny_model(tmp_path):
     demo = subprocess.run(
         [CLI, "demo", "--model", "tiny-random", "--steps", "1", "--bfcl-per-category", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, env={"HF_HUB_OFFLINE": "1", "PATH": str(Path(sys.executable).parent), "CHORD_ENV_CACHE": str(tmp_path / "cache")},
+        capture_output=True, text=True, timeout=900, env={**ENV, "CHORD_ENV_CACHE": str(tmp_path / "cache")},
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert "| before | after |" in demo.stdout and "single_turn_overall" in demo.stdout
