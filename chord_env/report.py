@@ -131,6 +131,15 @@ def markdown(results: Mapping[str, Sequence[Any]]) -> str:
         for name in next(iter(summaries.values())):
             cells = [f"{100 * s[name]['accuracy']:.1f}" if s[name]["complete"] else "n/a" for s in (summaries[m] for m in models)]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    multi = {m: tally(r for r in rs if r.suite == "bfcl-multi-turn") for m, rs in results.items()}
+    multi_categories = sorted({c for t in multi.values() for c in t})
+    if multi_categories:
+        lines += ["", "## BFCL multi-turn (BFCL's multi-turn checker)", "", header.rstrip("\n")]
+        for cat in multi_categories:
+            lines.append(f"| {cat} | " + " | ".join(_cell(*multi[m][cat]) if cat in multi[m] else "-" for m in models) + " |")
+        # BFCL's multi-turn score is the unweighted mean of its four categories
+        means = [sum(c / t for c, t in multi[m].values()) / len(multi[m]) if multi[m] else 0.0 for m in models]
+        lines.append("| mean of categories | " + " | ".join(f"{100 * v:.1f}" for v in means) + " |")
     math_results = {m: [r for r in rs if r.suite == "math"] for m, rs in results.items()}
     if any(math_results.values()):
         lines += ["", "## Math (held-out seeds, math-verify)", "", header.rstrip("\n")]

@@ -77,3 +77,17 @@ def test_write_report(tmp_path):
     assert summary["a"]["math"] == {"pass@1": 0.5}
     assert math.isclose(summary["b"]["categories"]["simple_python"]["ci95"][1], wilson_interval(0, 1)[1])
     assert len((tmp_path / "a" / "cases.jsonl").read_text().splitlines()) == 4
+
+
+def test_multi_turn_cases_get_their_own_table():
+    from chord_env.agents.evaluate import CaseResult
+    from chord_env.report import markdown
+
+    def case(category, correct):
+        return CaseResult("bfcl-multi-turn", category, f"{category}_{correct}", [], ["x"], [{"correct": correct, "error_type": None if correct else "state_mismatch"}])
+
+    results = {"m": [case("multi_turn_base", True), case("multi_turn_base", False), case("multi_turn_miss_func", True)]}
+    text = markdown(results)
+    assert "## BFCL multi-turn" in text
+    assert "| multi_turn_base | 50.0" in text and "| multi_turn_miss_func | 100.0" in text
+    assert "| mean of categories | 75.0 |" in text
