@@ -22,7 +22,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from chord_env.agents.backend import Completion, SamplingParams
-from chord_env.agents.evaluate import bfcl_suite, evaluate, stop_token_ids, stratified_subset
+from chord_env.agents.evaluate import bfcl_suite, evaluate, stratified_subset
 from chord_env.agents.vllm_backend import VLLMBackend
 from chord_env.chat import ChatRenderer
 from chord_env.envs import bfcl
@@ -72,7 +72,7 @@ def main(limit: int = 10, max_tokens: int = 128, batch_size: int = 64, repeats: 
     cases = stratified_subset(everything, limit, seed)
     max_model_len = 4096
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens,
-                            stop_token_ids=stop_token_ids(renderer.tokenizer, renderer.end_of_turn))
+                            stop_token_ids=renderer.stop_token_ids())
     began = time.perf_counter()
     engine = VLLMBackend(model_dir, max_model_len=max_model_len)
     start_seconds = time.perf_counter() - began

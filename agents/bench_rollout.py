@@ -108,7 +108,7 @@ def main(model: str = "smollm2-135m-instruct", tasks: int = 8, group: int = 8, m
     model_dir = prepare_model(model, cached_model_dir(model, "fp32"), "fp32")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     renderer = ChatRenderer(tokenizer)
-    stop_ids = sorted({tokenizer.convert_tokens_to_ids(renderer.end_of_turn), tokenizer.eos_token_id})
+    stop_ids = renderer.stop_token_ids()
     params = SamplingParams(temperature=1.0, max_tokens=max_tokens, stop_token_ids=stop_ids)
     rows: list[tuple[str, str, str]] = []
     with tqdm(total=5, desc="bench rollout", unit="part") as bar:

@@ -43,7 +43,7 @@ def collect(env_id: str, model_dir: str, out: str | Path, num_tasks: int, group:
     renderer = ChatRenderer(tokenizer)
     engine = open_backend(model_dir, backend, **({"max_model_len": max_context} if backend == "vllm" else {}))
     config = RolloutConfig(group_size=group, temperature=temperature, max_turn_tokens=max_turn_tokens, max_context=max_context)
-    stop_ids = sorted({tokenizer.convert_tokens_to_ids(renderer.end_of_turn), tokenizer.eos_token_id})
+    stop_ids = renderer.stop_token_ids()
     began = time.perf_counter()
     try:
         trajectories = list(rollout(engine, lambda: chord_env.make(env_id), renderer, list(range(seed, seed + num_tasks)), config, stop_ids))

@@ -130,7 +130,7 @@ def evaluate_multi_turn(
         return bfcl_multi_turn.SeedAsTaskIndex(envs[-1])
 
     config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=max_turn_tokens, max_context=max_context)
-    stops = stop_token_ids(renderer.tokenizer, renderer.end_of_turn)
+    stops = renderer.stop_token_ids()
     played_out = rollout(backend, make_env, renderer, list(range(len(cases))), config, stops, progress=progress)
     trajectories = {t.group_id: t for t in played_out}
     played = {env.task.id: env for env in envs}
@@ -177,12 +177,6 @@ def stratified_subset(cases: Sequence[EvalCase], per_category: int, seed: int = 
     return [c for i, c in enumerate(cases) if i in keep]
 
 
-def stop_token_ids(tokenizer: Any, end_of_turn: str) -> list[int]:
-    """The ids that end a model turn: the template's end-of-turn token and the tokenizer's EOS."""
-    ids = {tokenizer.convert_tokens_to_ids(end_of_turn), tokenizer.eos_token_id}
-    return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id)
-
-
 def completion_text(tokenizer: Any, token_ids: list[int], end_of_turn: str) -> str:
     """The assistant's text for sampled ids, without the end-of-turn token that closed it."""
     text = tokenizer.decode(token_ids, skip_special_tokens=False)
@@ -203,7 +197,7 @@ def evaluate(
 ) -> list[CaseResult]:
     """Generate `params.n` completions per case through `backend` and score every one."""
     tokenizer = renderer.tokenizer
-    params = replace(params, stop_token_ids=params.stop_token_ids or stop_token_ids(tokenizer, renderer.end_of_turn))
+    params = replace(params, stop_token_ids=params.stop_token_ids or renderer.stop_token_ids())
     results = []
     with tqdm(total=len(cases), desc="eval", unit="case", disable=not progress) as bar:
         for start in range(0, len(cases), batch_size):

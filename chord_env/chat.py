@@ -118,6 +118,12 @@ class ChatRenderer:
         self.template = template or (own if supports_tools(own) else HERMES_TEMPLATE)
         self.end_of_turn = end_of_turn
 
+    def stop_token_ids(self) -> list[int]:
+        """The ids that end a model turn: the template's end-of-turn token and the tokenizer's EOS."""
+        tok = self.tokenizer
+        ids = {tok.convert_tokens_to_ids(self.end_of_turn), tok.eos_token_id}
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tok.unk_token_id)
+
     def render_text(
         self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), add_generation_prompt: bool = False
     ) -> str:

@@ -45,7 +45,7 @@ from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, sav
 from chord_env.trainer.config import TrainConfig, save_config
 from chord_env.trainer.expert import load_expert
 from chord_env.trainer.logprobs import token_logprobs
-from chord_env.trainer.losses import chord_loss, grpo_loss, sft_loss
+from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
 from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, token_weights
 from chord_env.types import Trajectory
@@ -71,9 +71,7 @@ def rl_sequences(trajectories: list[Trajectory]) -> list[Sequence]:
         groups.setdefault(t.group_id, []).append(t)
     out = []
     for members in groups.values():
-        rewards = torch.tensor([t.reward for t in members], dtype=torch.float64)
-        std = rewards.std(correction=1) if len(members) > 1 else torch.tensor(0.0, dtype=torch.float64)
-        advantages = (rewards - rewards.mean()) / (std + 1e-6)  # CHORD.md: A_i, unbiased std
+        advantages = group_advantages(torch.tensor([[t.reward for t in members]], dtype=torch.float64))[0]
         out += [Sequence(t.token_ids, t.loss_mask, t.logprobs, float(a)) for t, a in zip(members, advantages)]
     return out
 
@@ -247,7 +245,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if start > 0:
         backend.update_weights(model)
     make_env = lambda: chord_env.make(config.env)  # noqa: E731
-    stop_ids = sorted({tokenizer.convert_tokens_to_ids(renderer.end_of_turn), tokenizer.eos_token_id})
+    stop_ids = renderer.stop_token_ids()
     rollout_config = RolloutConfig(
         group_size=config.group_size, temperature=config.temperature, top_p=config.top_p,
         max_turn_tokens=config.max_turn_tokens, max_context=config.max_context,
