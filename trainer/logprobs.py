@@ -51,9 +51,10 @@ def token_logprobs(
         for name, value in zip(stats, extra):
             pieces[name].append(value)
     out = {}
+    dtype = torch.promote_types(hidden.dtype, torch.float32)
     for name, values in pieces.items():
-        full = torch.zeros(mask.shape, dtype=torch.float32, device=input_ids.device)
-        flat = torch.cat(values) if values else full.new_zeros(0)
+        full = torch.zeros(mask.shape, dtype=dtype, device=input_ids.device)
+        flat = torch.cat(values).to(dtype) if values else full.new_zeros(0)
         out[name] = full.masked_scatter(mask, flat)
     return out
 

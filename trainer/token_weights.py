@@ -104,9 +104,10 @@ def token_stats(logits: Tensor, ids: Tensor, stats: tuple[str, ...] = ()) -> dic
     """From one chunk of logits [b, t, V] and target ids [b, t]: logp [b, t] (with grad) plus the
     requested detached statistics ("entropy", "top2_margin") [b, t], from a single log_softmax.
 
-    The caller loops over chunks of the sequence so that only [b, t, V] is ever held in fp32.
+    The caller loops over chunks of the sequence so that only [b, t, V] is ever held in fp32 (or in
+    float64, for a float64 model: the softmax runs in fp32 at least, never below the logits' precision).
     """
-    logp_vocab = torch.log_softmax(logits.float(), dim=-1)  # [b, t, V]
+    logp_vocab = torch.log_softmax(logits.to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # [b, t, V]
     out = {"logp": logp_vocab.gather(-1, ids.unsqueeze(-1)).squeeze(-1)}
     with torch.no_grad():
         p_vocab = logp_vocab.exp()
