@@ -138,6 +138,8 @@ class Trajectory:
     logprobs: list[float]
     prompt_length: int
     reward: float = 0.0
+    success: bool = False
+    """The env's `info["success"]` on the final step: the task is solved (False if the runner cut it)."""
     reward_breakdown: dict[str, float] = field(default_factory=dict)
     turns: list[Turn] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)

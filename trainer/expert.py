@@ -6,14 +6,22 @@ and the same split between prompt and response: a rollout's prompt ends with the
 (`<|im_start|>assistant\\n`) and the model samples the rest of the turn through `<|im_end|>`; here
 every assistant turn is tokenized the same way, and exactly those sampled-equivalent tokens get loss
 mask 1. System, user and tool messages, and the generation prompts, get 0.
+
+Drawing. Each step takes E traces. With several files mixed by weight, each file gets a fixed quota
+of the E slots (`quotas`: largest remainder of E * weight), and each file is read as a stream of
+epochs, every epoch a fresh permutation seeded by (seed, epoch) (`expert_batch`). Trace k of a
+file's stream is a pure function of (seed, k), so a resumed run draws exactly what an uninterrupted
+one would, and a short run sees every world or shape of a file, not its first rows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import datasets
+import numpy as np
 
 from chord_env.chat import ChatRenderer
 from chord_env.trainer.batching import Sequence
@@ -69,3 +77,29 @@ def load_expert(path: str | Path, renderer: ChatRenderer) -> list[Sequence]:
     if not out:
         raise ValueError(f"{path}: no expert traces")
     return out
+
+
+def quotas(weights: list[float], per_step: int) -> list[int]:
+    """Split `per_step` slots among sources in proportion to `weights` (largest remainder method)."""
+    total = sum(weights)
+    exact = [per_step * w / total for w in weights]
+    counts = [math.floor(x) for x in exact]
+    for i in sorted(range(len(weights)), key=lambda i: counts[i] - exact[i])[: per_step - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def stream_index(k: int, n: int, seed: int) -> int:
+    """The row of position k in a stream of epochs over n rows, each epoch a permutation seeded by
+    (seed, epoch)."""
+    epoch, offset = divmod(k, n)
+    return int(np.random.default_rng([seed, epoch]).permutation(n)[offset])
+
+
+def expert_batch(pools: list[list[Sequence]], counts: list[int], step: int, seed: int) -> list[Sequence]:
+    """The expert traces of optimizer step `step`: counts[i] from pool i, at stream positions
+    step * counts[i] ... step * counts[i] + counts[i] - 1 of pool i's stream."""
+    batch = []
+    for i, (pool, count) in enumerate(zip(pools, counts)):
+        batch += [pool[stream_index(step * count + j, len(pool), seed + i)] for j in range(count)]
+    return batch

@@ -63,18 +63,29 @@ def chord_mu(step: int, warmup_steps: int, decay_steps: int, peak: float, valley
     return valley + (peak - valley) * 0.5 * (1.0 + math.cos(math.pi * (step - W) / D))
 
 
+def sft_warmup(step: int, hold_steps: int, decay_steps: int, peak: float, valley: float) -> float:
+    """Ours, for a cold start (a policy that never writes the expert's format, so RL has no reward to
+    learn from yet): mu = 1 (pure SFT, no rollouts) for `hold_steps` steps, then the CHORD cosine from
+    `peak` to `valley` over `decay_steps` steps, then `valley`."""
+    _check(step, {"peak": peak, "valley": valley}, {"hold_steps": hold_steps, "decay_steps": decay_steps})
+    if step < hold_steps:
+        return 1.0
+    return chord_mu(step - hold_steps, 0, decay_steps, peak, valley)
+
+
 def switch(step: int, before: float, after: float, at: int) -> float:
     """mu = before for step < at, then after (SFT then GRPO: before = 1, after = 0)."""
     _check(step, {"before": before, "after": after}, {"at": at})
     return before if step < at else after
 
 
-SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine, "chord": chord_mu, "switch": switch}
+SCHEDULES = {"constant": constant, "linear": linear, "cosine": cosine, "chord": chord_mu, "sft-warmup": sft_warmup, "switch": switch}
 PARAMS = {
     "constant": ("value",),
     "linear": ("start", "end", "steps"),
     "cosine": ("start", "end", "steps"),
     "chord": ("warmup_steps", "decay_steps", "peak", "valley"),
+    "sft-warmup": ("hold_steps", "decay_steps", "peak", "valley"),
     "switch": ("before", "after", "at"),
 }
 
@@ -84,7 +95,8 @@ class MuSchedule:
     """A mu schedule from config: `kind` picks the function, and exactly its parameters must be set."""
 
     kind: str
-    """one of "constant", "linear", "cosine", "chord" (the authors' warmup-then-cosine), "switch" (a step)"""
+    """one of "constant", "linear", "cosine", "chord" (the authors' warmup-then-cosine), "sft-warmup" (pure
+    SFT, then the chord cosine), "switch" (a step)"""
     value: float | None = None
     """constant: mu"""
     start: float | None = None
@@ -95,12 +107,14 @@ class MuSchedule:
     """linear, cosine: length of the ramp in optimizer steps"""
     warmup_steps: int | None = None
     """chord: W, linear warmup from 0 to peak"""
+    hold_steps: int | None = None
+    """sft-warmup: steps of pure SFT (mu = 1) before the decay"""
     decay_steps: int | None = None
-    """chord: D, cosine decay from peak to valley"""
+    """chord, sft-warmup: D, cosine decay from peak to valley"""
     peak: float | None = None
-    """chord: mu at the end of warmup"""
+    """chord: mu at the end of warmup; sft-warmup: mu right after the hold"""
     valley: float | None = None
-    """chord: mu after warmup + decay"""
+    """chord, sft-warmup: mu after the decay"""
     before: float | None = None
     """switch: mu for steps < at"""
     after: float | None = None

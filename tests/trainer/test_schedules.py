@@ -97,3 +97,9 @@ def test_bad_parameters_raise_clear_errors(call, message):
 )
 def test_chord_mu_stays_in_range(step, W, D, peak, valley):
     assert 0.0 <= chord_mu(step, W, D, peak, valley) <= max(peak, valley) + 1e-12
+
+
+def test_sft_warmup_holds_pure_sft_then_follows_the_chord_cosine():
+    schedule = MuSchedule(kind="sft-warmup", hold_steps=3, decay_steps=4, peak=0.6, valley=0.1)
+    assert [schedule(s) for s in range(3)] == [1.0, 1.0, 1.0]
+    assert [schedule(s) for s in (3, 5, 7, 50)] == pytest.approx([0.6, 0.35, 0.1, 0.1])
