@@ -302,7 +302,8 @@ class BFCLMultiTurnEnv(ChatEnv):
         self._done = True
         self.verdict = verdict = score(self.case, self.decoded)
         self.close()
-        return {"verdict": verdict, "decoded": self.decoded, "reward_breakdown": {"bfcl": float(verdict["correct"])}}
+        return {"verdict": verdict, "decoded": self.decoded, "reward_breakdown": {"bfcl": float(verdict["correct"])},
+                "success": bool(verdict["correct"])}
 
     def close(self) -> None:
         if self._name is not None:

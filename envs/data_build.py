@@ -25,15 +25,12 @@ from typing import Any, Iterable, Sequence
 from tqdm import tqdm
 
 from chord_env.envs.math_tasks import GENERATORS, math_task
+from chord_env.envs.splits import HELD_OUT_SEEDS, TRAIN_SEEDS, VALIDATION_SEEDS  # noqa: F401 (re-exported)
 from chord_env.envs.task import Task
 from chord_env.envs.world_tasks import world_task
 from chord_env.envs.worlds import MAX_REWARD, world_env
 from chord_env.tools.worlds import HELD_OUT, TRAIN_WORLDS
 from chord_env.types import Message
-
-TRAIN_SEEDS = range(0, 1_000_000)
-VALIDATION_SEEDS = range(1_000_000, 1_100_000)
-HELD_OUT_SEEDS = range(2_000_000, 2_100_000)
 
 
 def task_to_json(task: Task) -> str:
@@ -61,7 +58,7 @@ def world_row(task: Task, split: str, env: Any) -> dict[str, Any]:
     for action in task.expert:
         _, reward, terminated, truncated, step_info = env.step(action)
         done = terminated or truncated
-    if not done or abs(reward - MAX_REWARD) > 1e-9:
+    if not done or abs(reward - MAX_REWARD) > 1e-9 or not step_info["success"]:
         raise RuntimeError(f"{task.id}: the expert trace earned {reward} (done={done}), not {MAX_REWARD}")
     tools = [spec.to_openai() for spec in info["tools"]]
     return {"id": task.id, "world": task.info["world"], "pattern": task.info["pattern"], "split": split,

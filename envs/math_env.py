@@ -3,8 +3,9 @@
 The observation is the problem as a user message (after an optional system prompt); the action is
 the model's full answer (reasoning and all); the episode ends after that one step with reward 1.0 if
 math-verify finds the gold answer in it (a `\\boxed{}` answer is preferred by math-verify's
-extraction, plain numbers work too) and 0.0 otherwise. Verification runs in a worker process
-(`math_verify_pool`), so its timeout holds even when the env is stepped off the main thread.
+extraction, plain numbers work too) and 0.0 otherwise; `info["success"]` says it was 1.0.
+Verification runs in a worker process (`math_verify_pool`), so its timeout holds even when the env
+is stepped off the main thread.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ class MathEnv(ChatEnv):
         self._begin_step(action)
         self._done = True
         reward = (self.verifier or shared_pool()).score(str(self.task.answer), action)
-        return [], reward, True, False, {"reward_breakdown": {"correct": reward}, "answer": str(self.task.answer)}
+        info = {"reward_breakdown": {"correct": reward}, "answer": str(self.task.answer), "success": reward >= 1.0}
+        return [], reward, True, False, info
 
     def expert_actions(self) -> list[str]:
         return list(self.task.expert) or [f"The answer is $\\boxed{{{self.task.answer}}}$."]

@@ -4,6 +4,11 @@ A reward function takes the finished `Episode` and returns a float (conventional
 `Rubric` sums weighted terms and returns the total plus a per-term breakdown that the environment
 puts in `info["reward_breakdown"]`. A term that raises scores 0 and its error is reported in
 `info["reward_errors"]`: a buggy reward never crashes a rollout, and never passes silently.
+
+A rubric also says whether the episode *succeeded* (`Rubric.succeeded`, reported as
+`info["success"]`): its own `success` predicate over the episode and the breakdown when given,
+else the `answer` term is full when the rubric has one, else every term is full. Success is the
+yes/no outcome to report (success rates); the weighted total is the shaped training signal.
 """
 
 from __future__ import annotations
@@ -36,13 +41,27 @@ class Episode:
 
 
 RewardFn = Callable[[Episode], float]
+SuccessFn = Callable[[Episode, dict[str, float]], bool]
 
 
 @dataclass
 class Rubric:
-    """Weighted sum of named reward functions."""
+    """Weighted sum of named reward functions, and the rule for a solved episode."""
 
     terms: dict[str, tuple[float, RewardFn]]
+    success: SuccessFn | None = None
+
+    @property
+    def maximum(self) -> float:
+        """The total when every term scores 1.0 (terms are conventionally in [0, 1])."""
+        return sum(weight for weight, _ in self.terms.values() if weight > 0)
+
+    def succeeded(self, episode: Episode, breakdown: dict[str, float]) -> bool:
+        """`success(episode, breakdown)` if given, else the answer term (or, lacking one, every term) is full."""
+        if self.success is not None:
+            return bool(self.success(episode, breakdown))
+        names = ["answer"] if "answer" in breakdown else list(breakdown)
+        return all(breakdown[name] >= 1.0 for name in names)
 
     def __call__(self, episode: Episode) -> tuple[float, dict[str, float], list[str]]:
         total, breakdown, errors = 0.0, {}, []

@@ -8,14 +8,20 @@ Contract (Gymnasium's, exactly):
 - `step(action) -> (observation, reward, terminated, truncated, info)`: `action` is the assistant's
   text for one turn. It is parsed for tool calls in the env's format (`hermes`, `json` or
   `pythonic`). Calls are validated and executed in order; the observation is one `tool` message per
-  call (a result or an error addressed to the agent). A turn that fails to parse gets one `tool`
-  message with the parse error and the episode goes on, so the agent can repair its call. A turn
-  with no calls is the final answer: the episode terminates, unless the env has a `user` (a user
-  simulator) that replies: then its message is the observation and the episode goes on (the agent
-  asked for a missing detail, or the user adds a request). Reaching `max_turns` turns, or
+  call (a result or an error addressed to the agent, with the call's id). A turn with a malformed
+  call (`ParseResult.error`) still runs the calls that were well formed, each answered by its own
+  `tool` message, and then gets one more `tool` message (without an id: the malformed call has
+  none) with the parse error; the turn counts as a parse error for `format_ok` and the episode goes
+  on, so the agent can repair its call. The history (`messages`), `info["tool_calls"]`, the tool
+  results and the rewards thus all hold exactly the calls that ran. A turn without a malformed call
+  and with no calls is the final answer: the episode terminates, unless the env has a `user` (a
+  user simulator) that replies: then its message is the observation and the episode goes on (the
+  agent asked for a missing detail, or the user adds a request). Reaching `max_turns` turns, or
   `max_tokens` tokens of conversation (when a `count_tokens` function is given), truncates it.
 - Rewards are sparse: 0 until the episode ends, then the rubric's weighted total, with the
-  per-term breakdown in `info["reward_breakdown"]` and any failing term in `info["reward_errors"]`.
+  per-term breakdown in `info["reward_breakdown"]`, any failing term in `info["reward_errors"]` and
+  `info["success"]`: the episode terminated (was not truncated), no term failed, and the rubric
+  calls it solved (`Rubric.succeeded`; with the default rubric, the answer term is full).
 
 Nothing the agent writes can crash a step: malformed calls, unknown tools, invalid arguments, tool
 exceptions, timeouts and huge outputs become error messages (see `chord_env.tools.execute`).
@@ -124,16 +130,20 @@ class ToolEnv(ChatEnv):
         if terminated or truncation:
             self._done = True
             final = parsed.content if terminated else None
-            reward, breakdown, errors = self.rubric(self._episode(final, truncation))
-            info.update(reward_breakdown=breakdown, reward_errors=errors)
+            episode = self._episode(final, truncation)
+            reward, breakdown, errors = self.rubric(episode)
+            success = terminated and not errors and self.rubric.succeeded(episode, breakdown)
+            info.update(reward_breakdown=breakdown, reward_errors=errors, success=success)
         return observation, reward, terminated, truncation is not None, info
 
     def _respond(self, parse_error: str | None, calls: list[ToolCall]) -> tuple[list[Message], list[ToolResult]]:
-        if parse_error is not None:
-            self.parse_errors += 1
-            return [Message("tool", f"Error: could not parse your tool call: {parse_error}")], []
+        """Run the well-formed calls (one message each, with its id), then report any parse error."""
         results = [execute(call, self.tools) for call in calls]
         messages = [Message("tool", r.content, tool_call_id=c.id, name=c.name) for c, r in zip(calls, results)]
+        if parse_error is not None:
+            self.parse_errors += 1
+            ran = f" (your {len(calls)} well-formed call{'s' if len(calls) > 1 else ''} ran)" if calls else ""
+            messages.append(Message("tool", f"Error: could not parse your tool call{ran}: {parse_error}"))
         return messages, results
 
     def _episode(self, final_answer: str | None, truncation: str | None) -> Episode:

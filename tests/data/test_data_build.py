@@ -42,8 +42,8 @@ def test_rows_replay_to_full_reward_and_tool_results_come_from_execution(built):
         task = task_from_json(row["task"])
         env = world_env(row["world"])
         env.reset(options={"task": task})
-        rewards = [env.step(action)[1] for action in task.expert]
-        assert rewards[-1] == pytest.approx(MAX_REWARD)
+        steps = [env.step(action) for action in task.expert]
+        assert steps[-1][1] == pytest.approx(MAX_REWARD) and steps[-1][4]["success"]
         ids = [c["id"] for m in row["messages"] for c in m["tool_calls"]]
         assert ids == [m["tool_call_id"] for m in row["messages"] if m["role"] == "tool"]
 

@@ -36,7 +36,7 @@ def test_every_expert_trace_earns_full_reward(world):
     for seed in range(TASKS_PER_WORLD):
         task = world_task(world, seed)
         reward, info = play(env, task, task.expert)
-        assert reward == pytest.approx(MAX_REWARD), (task.id, info["reward_breakdown"])
+        assert reward == pytest.approx(MAX_REWARD) and info["success"], (task.id, info["reward_breakdown"])
         patterns[task.info["pattern"]] += 1
     assert set(patterns) == set(PATTERNS), patterns
 
@@ -47,7 +47,8 @@ def test_expert_turns_replay_in_other_tool_call_formats(fmt):
         env = world_env(world, parser=fmt)
         for seed in range(40):
             task = world_task(world, seed)
-            assert play(env, task, rendered(task, fmt))[0] == pytest.approx(MAX_REWARD), task.id
+            reward, info = play(env, task, rendered(task, fmt))
+            assert reward == pytest.approx(MAX_REWARD) and info["success"], task.id
 
 
 def test_generation_is_deterministic_per_seed():
@@ -66,7 +67,7 @@ def test_ask_user_task_gets_the_users_answer_and_rewards_asking_first():
     assert not terminated and obs[0].role == "user" and obs[0].content == task.info["followups"][0]
     # an agent that calls at once, without asking: the user still answers its final message once
     reward, info = play(env, task, task.expert[1:] + task.expert[-1:])
-    assert info["reward_breakdown"]["protocol"] == 0.0 and reward < MAX_REWARD
+    assert info["reward_breakdown"]["protocol"] == 0.0 and reward < MAX_REWARD and not info["success"]
 
 
 def test_multi_turn_user_adds_a_request_after_the_first_is_done():
@@ -92,19 +93,19 @@ def test_wrong_agents_get_partial_credit():
     task = world_task("bank", 5, pattern="single")
     env = world_env("bank")
     reward, info = play(env, task, ["I'd rather not."])
-    assert info["reward_breakdown"]["answer"] == 0.0 and reward < MAX_REWARD
+    assert info["reward_breakdown"]["answer"] == 0.0 and reward < MAX_REWARD and not info["success"]
     transfer = world_task("bank", 0, pattern="ask_user")
     call = transfer.info["turns"][1]["calls"][0]
     wrong = format_hermes([ToolCall(call["name"], {**call["arguments"], "amount": call["arguments"]["amount"] + 1})])
     reward, info = play(env, transfer, [transfer.expert[0], wrong, transfer.expert[-1]])
-    assert info["reward_breakdown"]["state"] == 0.0
+    assert info["reward_breakdown"]["state"] == 0.0 and not info["success"]
     # the right transfer plus a side effect nobody asked for (freezing the card): partial credit
     extra = format_hermes([ToolCall("freeze_card", {"last4": transfer.info["state"]["card"]["last4"]})])
     reward, info = play(env, transfer, [transfer.expert[0], transfer.expert[1], extra, transfer.expert[-1]])
-    assert 0.0 < info["reward_breakdown"]["state"] < 1.0
+    assert 0.0 < info["reward_breakdown"]["state"] < 1.0 and 0.0 < reward < MAX_REWARD and not info["success"]
     no_tool = world_task("shop", 0, pattern="no_tool")
     reward, info = play(world_env("shop"), no_tool, [format_hermes([ToolCall("search_products", {"query": "bike"})]), no_tool.expert[0]])
-    assert info["reward_breakdown"]["protocol"] == 0.0
+    assert info["reward_breakdown"]["protocol"] == 0.0 and not info["success"]
 
 
 def test_distractor_tasks_offer_other_worlds_tools():

@@ -63,7 +63,7 @@ def test_expert_episode_earns_full_reward():
     assert obs[0].role == "tool" and obs[0].content == "5" and obs[0].name == "add"
     obs, reward, terminated, truncated, info = env.step(TASK.expert[1])
     assert terminated and not truncated and obs == []
-    assert info["reward_breakdown"] == {"answer": 1.0, "format": 1.0}
+    assert info["reward_breakdown"] == {"answer": 1.0, "format": 1.0} and info["success"] is True
     assert reward == pytest.approx(1.1)
 
 
@@ -126,6 +126,27 @@ def test_several_calls_in_one_turn_answer_in_order():
     assert [m.tool_call_id for m in obs] == [c["id"] for c in info["tool_calls"]]
 
 
+def test_a_malformed_call_beside_well_formed_ones_runs_the_well_formed_ones():
+    env = make_env()
+    env.reset(seed=0)
+    good = [ToolCall("add", {"a": 1, "b": 1}), ToolCall("add", {"a": 2, "b": 2})]
+    action = format_hermes(good[:1]) + '\n<tool_call>{"name": "add", "arguments": {"a": 1,, }}</tool_call>\n' + format_hermes(good[1:])
+    obs, reward, terminated, truncated, info = env.step(action)
+    assert (reward, terminated, truncated) == (0.0, False, False)
+    # each well-formed call ran and is answered under its id; then one error for the malformed call
+    ids = [c["id"] for c in info["tool_calls"]]
+    assert [c["arguments"] for c in info["tool_calls"]] == [c.arguments for c in good] and len(set(ids)) == 2
+    assert [(m.content, m.tool_call_id) for m in obs[:2]] == [("2", ids[0]), ("4", ids[1])]
+    assert len(obs) == 3 and obs[2].tool_call_id is None and obs[2].content.startswith("Error")
+    assert "<tool_call> #2" in obs[2].content and info["parse_error"] and info["tool_errors"] == []
+    # the history holds exactly the calls that ran, each followed by its result
+    turn = env.unwrapped.messages[-4:]
+    assert [c.id for c in turn[0].tool_calls] == ids and [m.tool_call_id for m in turn[1:3]] == ids
+    assert [r.content for r in env.unwrapped.tool_results] == ["2", "4"]
+    _, reward, terminated, _, info = env.step("The answer is 5.")
+    assert terminated and info["reward_breakdown"] == {"answer": 1.0, "format": 0.5} and info["success"] is True
+
+
 def test_max_turns_truncates_with_a_defined_reward():
     env = make_env(max_turns=2)
     env.reset(seed=0)
@@ -133,6 +154,7 @@ def test_max_turns_truncates_with_a_defined_reward():
     obs, reward, terminated, truncated, info = env.step(hermes("add", a=1, b=1))
     assert truncated and not terminated and info["truncation"] == "max_turns"
     assert info["reward_breakdown"] == {"answer": 0.0, "format": 1.0} and reward == pytest.approx(0.1)
+    assert info["success"] is False
 
 
 def test_max_tokens_truncates():
@@ -158,6 +180,7 @@ def test_a_reward_function_that_raises_scores_zero_and_is_reported():
     _, reward, terminated, _, info = env.step(TASK.expert[1])
     assert terminated and reward == pytest.approx(1.5)
     assert info["reward_breakdown"]["broken"] == 0.0 and "KeyError" in info["reward_errors"][0]
+    assert info["success"] is False  # a rubric that failed cannot vouch for the episode
 
 
 def test_programming_mistakes_raise_clearly():
