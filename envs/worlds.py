@@ -28,8 +28,8 @@ Reward, in [0, 1] (the expert earns `MAX_REWARD` = 1.0; a test replays thousands
 
 `work` is the share of what the task needs that the agent did: for a task whose expert calls tools,
 the share of the expert's calls (by tool name, counted with multiplicity) matched by calls of the
-agent that succeeded; for a `no_tool` task, 1.0 if the agent's final messages decline (says
-it cannot do that: "can't", "can only", "no way", ...), else 0. So a reply without a tool call
+agent that succeeded; for a `no_tool` task, 1.0 if the agent's final messages decline (say it
+cannot do that: "can't", "can only", "no way", ...), else 0. So a reply without a tool call
 (or random text) on a task whose expert calls tools scores exactly the format credit, and no
 partial credit is paid for facts copied from the request or for a protocol kept by doing nothing.
 
