@@ -64,6 +64,7 @@ BUILTINS = {
     "chord/Arithmetic-v0": "chord_env.envs.builtin:arithmetic_env",
     "chord/Calculator-v0": "chord_env.envs.builtin:calculator_env",
     "chord/FunctionCall-v0": "chord_env.envs.builtin:function_call_env",
+    "chord/FunctionCatalog-v0": "chord_env.envs.function_tasks:function_catalog_env",
     "chord/ReasoningGym-v0": "chord_env.envs.math_tasks:reasoning_gym_env",
     "chord/Worlds-v0": "chord_env.envs.worlds:world_env",
     **{f"chord/World-{name.capitalize()}-v0": f"chord_env.envs.worlds:{name}_env"

@@ -5,6 +5,10 @@ Splits (disjoint by construction):
 - `validation`: the same worlds, seeds from `VALIDATION_SEEDS` (never used for training);
 - `held_out`: whole worlds never used for training (`HELD_OUT`), seeds from `HELD_OUT_SEEDS`.
 Math tasks (reasoning-gym) go to `math_train` / `math_validation` with the same seed ranges.
+Single-turn function-calling tasks from our function catalogue (`function_tasks`, BFCL's five
+shapes) go to `fc_train` / `fc_validation`, with that module's seed ranges; validation calls only
+functions that train never offers. `fc_rows(n, split)` builds such rows on its own (fast: a few
+thousand a second).
 
 Each row: `id`, `world`, `pattern`, `split`, `messages` (OpenAI format; assistant tool calls with
 ids and JSON-string arguments, tool results produced by executing the calls in a fresh world),
@@ -24,24 +28,34 @@ from typing import Any, Iterable, Sequence
 
 from tqdm import tqdm
 
+from chord_env.envs.function_call_env import FunctionCallEnv
+from chord_env.envs.function_tasks import SEEDS as FC_SEEDS
+from chord_env.envs.function_tasks import task_for_seed as fc_task
 from chord_env.envs.math_tasks import GENERATORS, math_task
 from chord_env.envs.splits import HELD_OUT_SEEDS, TRAIN_SEEDS, VALIDATION_SEEDS  # noqa: F401 (re-exported)
 from chord_env.envs.task import Task
 from chord_env.envs.world_tasks import world_task
 from chord_env.envs.worlds import MAX_REWARD, world_env
 from chord_env.tools.worlds import HELD_OUT, TRAIN_WORLDS
-from chord_env.types import Message
+from chord_env.types import Message, ToolCall
 
 
 def task_to_json(task: Task) -> str:
+    """The task as JSON; an answer of `ToolCall`s is written as `{"name", "arguments"}` objects."""
     prompt = [m.to_openai() for m in task.prompt] if isinstance(task.prompt, list) else task.prompt
-    return json.dumps({"id": task.id, "prompt": prompt, "answer": task.answer, "expert": task.expert, "info": task.info})
+    answer = task.answer
+    if isinstance(answer, list) and all(isinstance(c, ToolCall) for c in answer) and "shape" in task.info:
+        answer = [{"name": c.name, "arguments": c.arguments} for c in answer]
+    return json.dumps({"id": task.id, "prompt": prompt, "answer": answer, "expert": task.expert, "info": task.info})
 
 
 def task_from_json(text: str) -> Task:
     data = json.loads(text)
     prompt = [Message.from_openai(m) for m in data["prompt"]] if isinstance(data["prompt"], list) else data["prompt"]
-    return Task(prompt=prompt, answer=data["answer"], expert=data["expert"], id=data["id"], info=data["info"])
+    answer = data["answer"]
+    if "shape" in data["info"]:  # a function-calling task: its answer is the expected calls
+        answer = [ToolCall(c["name"], c["arguments"]) for c in answer]
+    return Task(prompt=prompt, answer=answer, expert=data["expert"], id=data["id"], info=data["info"])
 
 
 def _message_row(message: Message) -> dict[str, Any]:
@@ -72,13 +86,34 @@ def math_row(task: Task, split: str) -> dict[str, Any]:
             "messages": [_message_row(m) for m in messages], "tools": "[]", "task": task_to_json(task), "reward": 1.0}
 
 
+def fc_row(task: Task, split: str, env: FunctionCallEnv) -> dict[str, Any]:
+    """Replay a function-calling task's expert through `env` and return its row; raises unless solved."""
+    env.reset(options={"task": task})
+    _, reward, _, _, info = env.step(task.expert[0])
+    if reward != 1.0 or not info["success"]:
+        raise RuntimeError(f"{task.id}: the expert earned {reward} ({info})")
+    calls = [ToolCall(c.name, c.arguments, id=f"call_{i}") for i, c in enumerate(task.answer)]
+    messages = [Message("user", task.prompt), Message("assistant", "" if calls else task.expert[0], tool_calls=calls)]
+    return {"id": task.id, "world": "function_catalog", "pattern": task.info["shape"], "split": split,
+            "messages": [_message_row(m) for m in messages], "tools": json.dumps([t.to_openai() for t in task.tools]),
+            "task": task_to_json(task), "reward": reward}
+
+
+def fc_rows(n: int, split: str = "train", seed: int = 0, weights: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """`n` replayed function-calling rows of `split`, from seeds `split start + seed + k`."""
+    env = FunctionCallEnv(tasks=[fc_task(FC_SEEDS[split].start, split)])
+    start = FC_SEEDS[split].start + seed
+    return [fc_row(fc_task(start + k, split, weights), f"fc_{split}", env) for k in range(n)]
+
+
 def _write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, seed: int = 0, math_n: int | None = None) -> dict[str, Any]:
+def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, seed: int = 0, math_n: int | None = None,
+          fc_n: int | None = None) -> dict[str, Any]:
     """Write the splits and the dataset card into `out`; returns the diversity report.
 
     `n` tasks per training world go to train, `max(1, n // 10)` to validation, `max(1, n // 2)`
@@ -91,6 +126,7 @@ def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, se
     train_worlds = [w for w in chosen if w not in HELD_OUT]
     held_worlds = [w for w in chosen if w in HELD_OUT]
     math_n = n if math_n is None else math_n
+    fc_n = n if fc_n is None else fc_n
     if seed < 0 or seed + n > len(VALIDATION_SEEDS):
         raise ValueError(f"seed + n must be within 0..{len(VALIDATION_SEEDS)}, got seed={seed}, n={n}")
     plan = [("train", w, TRAIN_SEEDS.start + seed + k) for w in train_worlds for k in range(n)]
@@ -98,18 +134,21 @@ def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, se
     plan += [("held_out", w, HELD_OUT_SEEDS.start + seed + k) for w in held_worlds for k in range(max(1, n // 2))]
     envs = {w: world_env(w) for w in chosen}
     started = time.monotonic()
-    rows: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "held_out": [], "math_train": [], "math_validation": []}
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "validation": [], "held_out": [], "math_train": [], "math_validation": [],
+                                             "fc_train": [], "fc_validation": []}
     for split, world, task_seed in tqdm(plan, desc="world tasks", unit="task"):
         rows[split].append(world_row(world_task(world, task_seed), split, envs[world]))
     math_plan = [("math_train", TRAIN_SEEDS.start + seed + k) for k in range(math_n)]
     math_plan += [("math_validation", VALIDATION_SEEDS.start + seed + k) for k in range(max(1, math_n // 10))] if math_n else []
     for k, (split, task_seed) in enumerate(tqdm(math_plan, desc="math tasks", unit="task")):
         rows[split].append(math_row(math_task(GENERATORS[k % len(GENERATORS)], task_seed), split))
+    rows["fc_train"] = fc_rows(fc_n, "train", seed)
+    rows["fc_validation"] = fc_rows(max(1, fc_n // 10), "validation", seed) if fc_n else []
     for split, split_rows in rows.items():
         _write(out / f"{split}.jsonl", split_rows)
     report = diversity(rows)
     report["seconds"] = round(time.monotonic() - started, 1)
-    report["args"] = {"worlds": chosen, "n": n, "seed": seed, "math_n": math_n}
+    report["args"] = {"worlds": chosen, "n": n, "seed": seed, "math_n": math_n, "fc_n": fc_n}
     (out / "README.md").write_text(dataset_card(report), encoding="utf-8")
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
@@ -137,6 +176,9 @@ def diversity(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "distinct_request_texts": len(requests),
         "distinct_wording_templates": len({w for t in tasks for w in t["info"]["wordings"]}),
         "schema_styles": dict(Counter(t["info"]["schema_style"] for t in tasks)),
+        "fc_shapes": dict(Counter(r["pattern"] for s in ("fc_train", "fc_validation") for r in rows.get(s, [])).most_common()),
+        "fc_distinct_functions_called": len({c["function"]["name"] for s in ("fc_train", "fc_validation") for r in rows.get(s, [])
+                                             for m in r["messages"] for c in m["tool_calls"]}),
     }
 
 
@@ -168,6 +210,13 @@ Seeds: train {TRAIN_SEEDS.start}+, validation {VALIDATION_SEEDS.start}+, held-ou
 - schema spellings shown: {report['schema_styles']}
 
 {table(report['assistant_turns'], 'assistant turns per task')}
+
+## Function-calling tasks (fc_train, fc_validation)
+Single-turn requests over our own function catalogue (none of BFCL's functions); fc_validation
+calls only functions that fc_train never offers. Distinct functions called:
+{report['fc_distinct_functions_called']}.
+
+{table(report['fc_shapes'], 'shape')}
 
 {table(report['call_shapes'], 'most common call shapes')}
 """

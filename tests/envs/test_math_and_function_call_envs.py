@@ -99,3 +99,23 @@ def test_generated_function_call_tasks_are_solved_by_their_expert():
     for seed in range(40):
         env.reset(seed=seed)
         assert env.step(env.expert_actions()[0])[1] == 1.0
+
+
+def test_optional_parameters_accept_omission_or_their_default():
+    expected = [ToolCall("f", {"city": "Oslo"})]
+    task = Task(prompt="q", answer=expected, info={"defaults": {"f": {"unit": "celsius", "days": 3}}})
+    env = FunctionCallEnv(tasks=[task])
+    for given, reward in [({"city": "Oslo"}, 1.0), ({"city": "Oslo", "unit": "celsius"}, 1.0), ({"city": "Oslo", "days": 3.0, "unit": "celsius"}, 1.0),
+                          ({"city": "Oslo", "unit": "kelvin"}, 0.0), ({"city": "Oslo", "other": 1}, 0.0), ({"unit": "celsius"}, 0.0)]:
+        env.reset(seed=0)
+        _, r, _, _, info = env.step(format_hermes([ToolCall("f", given)]))
+        assert (r, info["success"]) == (reward, reward == 1.0), given
+    stated = Task(prompt="q", answer=[ToolCall("f", {"city": "Oslo", "unit": "fahrenheit"})], info=task.info)
+    env = FunctionCallEnv(tasks=[stated])
+    env.reset(seed=0)
+    assert env.step(format_hermes([ToolCall("f", {"city": "Oslo"})]))[1] == 0.0
+
+
+def test_without_defaults_a_default_value_is_an_extra_argument():
+    _, reward, _, _, info = reward_of([ToolCall("w", {"city": "Oslo"})], [ToolCall("w", {"city": "Oslo", "unit": "celsius"})])
+    assert reward == 0.0 and info["success"] is False
