@@ -106,6 +106,17 @@ def fc_rows(n: int, split: str = "train", seed: int = 0, weights: dict[str, floa
     return [fc_row(fc_task(start + k, split, weights), f"fc_{split}", env) for k in range(n)]
 
 
+def build_function_rows(out: str | Path, n: int, seed: int = 0, weights: dict[str, float] | None = None) -> dict[str, Any]:
+    """Write `fc_train.jsonl` (`n` rows) and `fc_validation.jsonl` (`max(1, n // 10)`) into `out`;
+    returns the rows per split and the shape counts. ~3000 rows take about a second."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {"fc_train": fc_rows(n, "train", seed, weights), "fc_validation": fc_rows(max(1, n // 10), "validation", seed, weights)}
+    for split, split_rows in rows.items():
+        _write(out / f"{split}.jsonl", split_rows)
+    return {"rows": {s: len(r) for s, r in rows.items()}, "shapes": dict(Counter(r["pattern"] for r in rows["fc_train"]).most_common())}
+
+
 def _write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
@@ -142,9 +153,11 @@ def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, se
     math_plan += [("math_validation", VALIDATION_SEEDS.start + seed + k) for k in range(max(1, math_n // 10))] if math_n else []
     for k, (split, task_seed) in enumerate(tqdm(math_plan, desc="math tasks", unit="task")):
         rows[split].append(math_row(math_task(GENERATORS[k % len(GENERATORS)], task_seed), split))
-    rows["fc_train"] = fc_rows(fc_n, "train", seed)
-    rows["fc_validation"] = fc_rows(max(1, fc_n // 10), "validation", seed) if fc_n else []
+    if fc_n:
+        rows["fc_train"], rows["fc_validation"] = fc_rows(fc_n, "train", seed), fc_rows(max(1, fc_n // 10), "validation", seed)
     for split, split_rows in rows.items():
+        if split.startswith("fc_") and not fc_n:
+            continue  # fc_n=0 leaves any fc files already in `out` alone
         _write(out / f"{split}.jsonl", split_rows)
     report = diversity(rows)
     report["seconds"] = round(time.monotonic() - started, 1)

@@ -280,7 +280,7 @@ def join_words(rng: Rng, items: Sequence[str]) -> str:
         return items[0]
     if rng.random() < 0.3:
         return ", ".join(items)
-    return ", ".join(items[:-1]) + pick(rng, (" and ", ", and ")) + items[-1]
+    return ", ".join(items[:-1]) + (pick(rng, (" and ", ", and ")) if len(items) > 2 else " and ") + items[-1]
 
 
 class Strs(Sampler):
@@ -430,4 +430,8 @@ def render(template: str, surfaces: dict[str, str]) -> str:
         return m.group(1) if all(s in surfaces for s in SLOT.findall(m.group(1))) else ""
 
     text = SLOT.sub(lambda m: surfaces[m.group(1)], SEGMENT.sub(segment, template))
+    text = _AN.sub(lambda m: m.group(1) + "n " + m.group(2), text)
     return text[:1].upper() + text[1:]
+
+
+_AN = re.compile(r"\b([Aa]) (?!one\b|one-|Euro)([AEIOaeio]\w)")

@@ -21,7 +21,7 @@ def test_envs_list_and_check_all():
     assert listed.returncode == 0 and "chord/Calculator-v0" in listed.stdout
     checked = run("envs", "check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "13 passed, 0 failed" in checked.stdout
+    assert "14 passed, 0 failed" in checked.stdout
 
 
 def test_envs_check_unknown_id_fails_clearly():

@@ -244,3 +244,21 @@ def test_rendered_traces_fit_the_token_budget(smollm2_tokenizer):
         tools = [ToolSpec.from_openai(t) for t in json.loads(row["tools"])]
         lengths.append(len(render_expert(renderer, messages, tools).token_ids))
     assert 150 <= float(np.mean(lengths)) <= 400, np.mean(lengths)
+
+
+def test_build_function_rows_is_fast_and_build_writes_fc_files(tmp_path):
+    import time
+
+    from chord_env.envs.data_build import build, build_function_rows
+
+    started = time.monotonic()
+    report = build_function_rows(tmp_path / "fc", n=3000, seed=1)
+    assert time.monotonic() - started < 20
+    assert report["rows"] == {"fc_train": 3000, "fc_validation": 300} and set(report["shapes"]) == set(SHAPES)
+    lines = (tmp_path / "fc" / "fc_train.jsonl").read_text().splitlines()
+    assert len(lines) == 3000 and json.loads(lines[0])["id"] == "fc-train-" + task_for_seed(1).info["shape"] + "-1"
+    report = build(tmp_path / "all", worlds=["bank"], n=4, seed=0, math_n=0, fc_n=30)
+    assert report["rows"]["fc_train"] == 30 and report["rows"]["fc_validation"] == 3
+    assert "Function-calling tasks" in (tmp_path / "all" / "README.md").read_text()
+    build(tmp_path / "fc", worlds=["bank"], n=4, math_n=0, fc_n=0)  # leaves the 3000 rows alone
+    assert len((tmp_path / "fc" / "fc_train.jsonl").read_text().splitlines()) == 3000
