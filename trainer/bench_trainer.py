@@ -127,7 +127,7 @@ def train_config(spec: BenchSpec) -> TrainConfig:
     """Our config for the bench update (also the source of both sides' optimizer)."""
     return TrainConfig(
         model=spec.model_dir, lr=spec.lr, betas=(0.9, 0.999), weight_decay=spec.weight_decay, grad_clip=spec.grad_clip,
-        eps_low=spec.eps, eps_high=spec.eps, dual_clip_c=None, kl_coef=0.0, aggregation="token-mean",
+        eps_low=spec.eps, eps_high=spec.eps, dual_clip_c=None, kl_coef=0.0, aggregation="token-mean", tis_cap=None,
         max_context=spec.prompt_tokens + spec.completion_tokens, max_turn_tokens=spec.completion_tokens,
         micro_batch_tokens=spec.tokens, dtype="auto", gradient_checkpointing=spec.gradient_checkpointing,
     )

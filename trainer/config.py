@@ -87,6 +87,24 @@ class TrainConfig:
     """L_RL over tokens: "token-mean" (the authors) or "seq-mean" (ms-swift's default)"""
     kl_coef: float = 0.0
     """coefficient of the k3 KL penalty to the initial policy (0 = off, as in the reference configs)"""
+    ppo_epochs: int = 1
+    """passes over each rollout batch (TRL's num_iterations, verl's ppo_epochs). 1: one optimizer step per
+    batch and ratio == 1 (the authors' setting; the clip knobs then do nothing). > 1: the trainer's old
+    logprobs are computed once, before the first step, under the rollout weights, so from the second
+    step on the ratio leaves 1 and the clip and dual clip act"""
+    ppo_mini_batches: int = 1
+    """optimizer steps per pass: the rollouts and the expert traces are each split into this many
+    mini-batches, step i trains on (1 - mu) L_RL(rollouts_i) + mu L_SFT(experts_i); so each step keeps
+    the mu-blend and every expert trace is seen ppo_epochs times, as every rollout is"""
+    tis_cap: float | None = 2.0
+    """truncated importance sampling against the rollout engine: each sampled token's policy-gradient term
+    is weighted by min(p_trainer_old / p_engine, tis_cap) (detached); null disables it. 2.0 is the cap of
+    TRL's vllm_importance_sampling_cap (on by default with vLLM, token-level truncation, TRL 0.22-0.24;
+    later TRL defaults to sequence-level masking at 3.0), of the TIS authors (Yao et al. 2025) and the
+    value verl's rollout-correction docs use (verl itself defaults to off: tis_imp_ratio_cap -1, later
+    rollout_is_threshold null). On here because it is free (the engine's logprobs come with every
+    rollout) and inert when engine and trainer agree (fp32 on CPU: |diff| ~4e-5, w ~1), while a bf16
+    engine against an fp32 trainer on GPU makes the rollouts slightly off-policy"""
     temperature: float = 1.0
     """sampling temperature of the rollouts"""
     top_p: float = 1.0
@@ -126,6 +144,7 @@ def _problems(c: TrainConfig):
     at_least = {"steps": 1, "seed": 0, "tasks_per_step": 1, "group_size": 2, "expert_per_step": 0}
     at_least |= {"micro_batch_tokens": 1, "max_turn_tokens": 1, "max_context": 1, "eval_tasks": 1}
     at_least |= {"checkpoint_every": 0, "eval_every": 0}
+    at_least |= {"ppo_epochs": 1, "ppo_mini_batches": 1}
     for name, low in at_least.items():
         if getattr(c, name) < low:
             yield name, f"must be >= {low}, got {getattr(c, name)}"
@@ -159,6 +178,12 @@ def _problems(c: TrainConfig):
         yield "micro_batch_tokens", f"must hold one whole episode, >= max_context ({c.max_context})"
     if c.expert_per_step == 0 and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "expert_per_step", "must be >= 1: mu > 0 at some step, so the SFT term needs expert traces"
+    if c.tis_cap is not None and not c.tis_cap >= 1:
+        yield "tis_cap", f"must be >= 1 (a cap below 1 would shrink even on-policy tokens) or null, got {c.tis_cap}"
+    if c.ppo_mini_batches > c.tasks_per_step * c.group_size:
+        yield "ppo_mini_batches", f"must be <= tasks_per_step * group_size ({c.tasks_per_step * c.group_size}): each needs a rollout"
+    if c.ppo_mini_batches > c.expert_per_step and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
+        yield "ppo_mini_batches", f"must be <= expert_per_step ({c.expert_per_step}): each mini-batch needs an expert trace"
     if c.learned_mu:
         if c.mu.kind != "constant" or not 0.01 <= c.mu.value <= 0.99:
             yield "mu", "with learned_mu, mu must be constant with value in [0.01, 0.99] (the initial mu)"

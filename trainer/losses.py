@@ -19,6 +19,8 @@ Deviations from the references:
 - Aggregation is a choice: "token-mean" (the authors, default) or "seq-mean" (ms-swift's default).
 - An empty mask gives loss 0 with a (zero) gradient instead of NaN.
 - An optional k3 KL penalty to a reference policy (off by default, as in the reference configs).
+- Optional truncated importance sampling (TIS) of the policy-gradient term against the rollout
+  engine's behaviour logprobs (`tis_weights`), as TRL and verl offer; the references have none.
 """
 
 from typing import Literal
@@ -73,23 +75,36 @@ def grpo_loss(
     aggregation: Aggregation = "token-mean",
     ref_logp: Tensor | None = None,
     kl_coef: float = 0.0,
+    behaviour_logp: Tensor | None = None,
+    tis_cap: float | None = None,
 ) -> tuple[Tensor, dict[str, float]]:
     """GRPO loss: PPO clipped surrogate with dual clip, per-sequence advantages broadcast to tokens.
 
-    logp, old_logp, mask (and ref_logp): [B, T]; advantages: [B]. old_logp, advantages and ref_logp
-    are treated as constants (detached). Per token, with r = exp(clamp(logp - old_logp, -20, 20)):
+    logp, old_logp, mask (and ref_logp, behaviour_logp): [B, T]; advantages: [B]. old_logp, advantages,
+    ref_logp and behaviour_logp are treated as constants (detached). old_logp are the trainer's own
+    logprobs under the weights that produced the rollouts (the proximal policy of decoupled PPO, Hilton
+    et al. 2021); behaviour_logp are the rollout engine's. Per token, with r = exp(clamp(logp - old_logp,
+    -20, 20)):
         loss_tok = max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high))
         loss_tok = min(loss_tok, -A c)   where A < 0   (dual clip, Ye et al. 2020; c = dual_clip_c)
-    aggregated by `aggregation` over the masked tokens. With ref_logp, adds kl_coef times the same
-    aggregate of the k3 estimator of KL(pi || pi_ref), exp(ref - logp) - (ref - logp) - 1, the GRPO
-    penalty of DeepSeekMath (Shao et al. 2024, eq. 4) after Schulman's "Approximating KL Divergence"
-    (2020). Returns (loss, metrics); fractions and means in metrics are over the masked tokens.
+        loss_tok = w * loss_tok,  w = min(exp(old_logp - behaviour_logp), tis_cap)   (if tis_cap is set)
+    aggregated by `aggregation` over the masked tokens. w is truncated importance sampling (TIS; Yao et
+    al. 2025, "Your Efficient RL Framework Secretly Brings You Off-Policy RL Training") against the
+    engine/trainer mismatch: the tokens were sampled by the engine, not by the trainer's pi_old. With
+    ref_logp, adds kl_coef times the same aggregate of the k3 estimator of KL(pi || pi_ref),
+    exp(ref - logp) - (ref - logp) - 1, the GRPO penalty of DeepSeekMath (Shao et al. 2024, eq. 4) after
+    Schulman's "Approximating KL Divergence" (2020); as in verl, w weights the policy-gradient term only.
+    Returns (loss, metrics); fractions and means in metrics are over the masked tokens.
     """
     if logp.shape != old_logp.shape or logp.shape != mask.shape or advantages.shape != logp.shape[:1]:
         raise ValueError(
             f"grpo_loss wants logp, old_logp, mask of shape [B, T] and advantages [B]; got "
             f"{tuple(logp.shape)}, {tuple(old_logp.shape)}, {tuple(mask.shape)}, {tuple(advantages.shape)}"
         )
+    if tis_cap is not None and (behaviour_logp is None or behaviour_logp.shape != logp.shape):
+        raise ValueError("tis_cap needs behaviour_logp of the shape of logp [B, T]")
+    if tis_cap is not None and not tis_cap > 0:
+        raise ValueError(f"tis_cap must be > 0 (or None to disable), got {tis_cap}")
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {sorted(AGGREGATIONS)}, got {aggregation!r}")
     if dual_clip_c is not None and dual_clip_c <= 1.0:
@@ -99,7 +114,7 @@ def grpo_loss(
     aggregate = AGGREGATIONS[aggregation]
     mask = mask.bool()
     logp = logp.masked_fill(~mask, 0.0)
-    old_logp = old_logp.detach().masked_fill(~mask, 0.0)
+    old_logp = old_logp.detach().to(logp.dtype).masked_fill(~mask, 0.0)
     A = advantages.detach()[:, None]  # [B, 1], broadcast over tokens
 
     log_ratio = torch.clamp(logp - old_logp, -20.0, 20.0)  # [B, T]
@@ -113,6 +128,9 @@ def grpo_loss(
         loss_dual = -A * dual_clip_c  # [B, 1]
         dual_clipped = (A < 0) & (loss_dual < loss_tok)
         loss_tok = torch.where(dual_clipped, loss_dual, loss_tok)
+    if tis_cap is not None:
+        tis_w, tis_capped = tis_weights(old_logp, behaviour_logp, mask, tis_cap)
+        loss_tok = loss_tok * tis_w
     pg_loss = aggregate(loss_tok, mask)
     loss = pg_loss
 
@@ -125,13 +143,30 @@ def grpo_loss(
             "grpo/approx_kl": masked_token_mean(ratio - 1.0 - log_ratio, mask).item(),
             "grpo/ratio_mean": masked_token_mean(ratio, mask).item(),
         }
+        if tis_cap is not None:
+            metrics["tis/weight_mean"] = masked_token_mean(tis_w, mask).item()
+            metrics["tis/capped_frac"] = masked_token_mean(tis_capped.float(), mask).item()
     if ref_logp is not None:
-        log_ref_ratio = torch.clamp(ref_logp.detach().masked_fill(~mask, 0.0) - logp, -20.0, 20.0)
+        log_ref_ratio = torch.clamp(ref_logp.detach().to(logp.dtype).masked_fill(~mask, 0.0) - logp, -20.0, 20.0)
         kl_ref = aggregate(torch.exp(log_ref_ratio) - log_ref_ratio - 1.0, mask)
         loss = loss + kl_coef * kl_ref
         metrics["grpo/kl_ref"] = kl_ref.item()
     metrics["loss/rl"] = loss.item()
     return loss, metrics
+
+
+def tis_weights(old_logp: Tensor, behaviour_logp: Tensor, mask: Tensor, cap: float) -> tuple[Tensor, Tensor]:
+    """Truncated importance weights w = min(p_old / p_behaviour, cap) = min(exp(old_logp - behaviour_logp),
+    cap) [B, T], detached, 1 under mask 0; and where the cap acted (the untruncated ratio exceeded it).
+
+    The log-ratio is clamped to [-20, 20] before exp (as the PPO ratio is); identical logprobs give
+    exactly 1.
+    """
+    mask = mask.bool()
+    with torch.no_grad():
+        log_ratio = (old_logp.detach() - behaviour_logp.detach().to(old_logp.dtype)).masked_fill(~mask, 0.0)
+        ratio = torch.exp(torch.clamp(log_ratio, -20.0, 20.0))
+        return torch.clamp(ratio, max=cap), (ratio > cap) & mask
 
 
 def sft_loss(logp: Tensor, mask: Tensor, weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:

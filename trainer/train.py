@@ -5,14 +5,19 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
 2. If mu < 1: P tasks x n samples are rolled out on-policy through the backend (the runner);
    rewards -> group-normalised advantages A_i = (R_i - mean) / (std + 1e-6), one per trajectory.
 3. If mu > 0: E expert traces, drawn cyclically, rendered with the rollouts' chat template.
-4. Micro-batches by token budget; for each: token logprobs at the loss positions only; RL batches
-   give L_RL (PPO clip with dual clip; old logprobs = the current weights' own, detached, since
-   there is one optimizer step per batch: ratio == 1, as in the authors' setting), SFT batches give
-   L_SFT = token-mean of -logp * w with w the chosen token weight (phi = p(1 - p) for CHORD-phi).
-   Each micro-batch's mean is scaled by its share of the batch's loss tokens (or sequences, for
-   seq-mean), so the accumulated gradient is exactly that of (1 - mu) L_RL + mu L_SFT over the
-   whole batch; no normaliser is entered by hand.
-5. Gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA).
+4. `ppo_epochs` passes over the batch, each in `ppo_mini_batches` optimizer steps (default 1 x 1: one
+   step, as in the authors' setting); rollouts and expert traces are split alike, so each step is the
+   mu-blend of its own mini-batches. With one step the PPO old logprobs are the current weights' own,
+   detached (ratio == 1, no extra forward); with more, the trainer computes them once, no grad, under
+   the rollout weights before the first step, so from the second step on the ratio leaves 1 and the
+   clip and dual clip act. Each step: micro-batches by token budget; for each, token logprobs at the
+   loss positions only; RL batches give L_RL (PPO clip with dual clip, each token weighted by the
+   truncated importance ratio min(p_trainer_old / p_engine, tis_cap) against the engine's behaviour
+   logprobs), SFT batches give L_SFT = token-mean of -logp * w with w the chosen token weight (phi =
+   p(1 - p) for CHORD-phi). Each micro-batch's mean is scaled by its share of the mini-batch's loss
+   tokens (or sequences, for seq-mean), so the accumulated gradient is exactly that of
+   (1 - mu) L_RL + mu L_SFT over the whole mini-batch; no normaliser is entered by hand.
+5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA).
 6. Weights synced to the backend, then checked: for an engine (vLLM), the max |logprob difference|
    between the engine and the trainer on a fixed probe batch (`sync/parity_max_diff`); and at the
    next step, between the engine's behaviour logprobs of the sampled tokens and the trainer's
@@ -28,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -89,7 +95,12 @@ def _loss_share(mb: MicroBatch, total: int, aggregation: str) -> float:
 
 def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device, ref_model=None) -> dict[str, float]:
     """Accumulate scale * grad L_RL over the micro-batches; returns share-weighted metrics.
-    With a reference model (kl_coef > 0), adds the k3 KL penalty to it."""
+
+    The PPO old logprobs are each batch's `prox_logp` (the trainer's own under the rollout weights, from
+    `_with_old_logprobs`) or, where there are none, the current ones detached: one step per batch, ratio
+    == 1 and no extra forward. With config.tis_cap, each token is weighted by min(exp(old - engine), cap)
+    against the engine's behaviour logprobs (`old_logp`). With a reference model (kl_coef > 0), adds the
+    k3 KL penalty to it (its logprobs taken from the batch when they were computed beforehand)."""
     total = sum(mb.num_loss_sequences if config.aggregation == "seq-mean" else mb.num_loss_tokens for mb in batches)
     metrics: dict[str, float] = {}
     max_diff = 0.0
@@ -100,23 +111,45 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature)
-            ref_logp = None
-            if ref_model is not None:
+            ref_logp = mb.ref_logp if config.kl_coef > 0 else None
+            if ref_model is not None and config.kl_coef > 0 and ref_logp is None:
                 with torch.no_grad():
                     ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature)["logp"]
         logp = out["logp"]
+        old_logp = logp.detach() if mb.prox_logp is None else mb.prox_logp.to(logp.dtype)
         loss, m = grpo_loss(
-            logp, logp.detach(), mb.advantages, mb.loss_mask,
+            logp, old_logp, mb.advantages, mb.loss_mask,
             eps_low=config.eps_low, eps_high=config.eps_high, dual_clip_c=config.dual_clip_c,
             aggregation=config.aggregation, ref_logp=ref_logp, kl_coef=config.kl_coef,
+            behaviour_logp=mb.old_logp, tis_cap=config.tis_cap,
         )
         (scale * share * loss).backward()
         m["policy/entropy"] = float((out["entropy"] * mb.loss_mask).sum() / mb.loss_mask.sum().clamp(min=1))
         for k, v in m.items():
             metrics[k] = metrics.get(k, 0.0) + share * v
-        max_diff = max(max_diff, float((logp.detach() - mb.old_logp).abs()[mb.loss_mask].max()))
+        max_diff = max(max_diff, float((old_logp - mb.old_logp).abs()[mb.loss_mask].max()))
     metrics["sync/logprob_max_diff"] = max_diff
     return metrics
+
+
+def _with_old_logprobs(model, rl: list[Sequence], config: TrainConfig, device, pad_id: int, ref_model=None) -> list[Sequence]:
+    """The RL sequences with `prox_logprobs`, the trainer's logprobs under the current weights (those that
+    produced the rollouts), and with a KL term `ref_logprobs`: one no-grad forward, before the first step."""
+    out = list(rl)
+    with torch.no_grad():
+        for mb in pack(rl, config.micro_batch_tokens, pad_id):
+            prox = ref = None
+            if mb.num_loss_tokens > 0:
+                on = mb.to(device)
+                with _autocast(device, config.dtype):
+                    prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature)["logp"]
+                    if ref_model is not None and config.kl_coef > 0:
+                        ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature)["logp"]
+            for row, i in enumerate(mb.index.tolist()):
+                n = len(rl[i].token_ids)
+                values = lambda t: [0.0] * n if t is None else t[row, :n].tolist()  # noqa: E731
+                out[i] = dataclasses.replace(rl[i], prox_logprobs=values(prox), ref_logprobs=values(ref) if ref_model is not None and config.kl_coef > 0 else None)
+    return out
 
 
 def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device) -> dict[str, float]:
@@ -153,6 +186,46 @@ def _grad_norm(model) -> float:
 
 def update(model, optimizer, rl: list[Sequence], sft: list[Sequence], mu: float, config: TrainConfig,
            pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None, ref_model=None) -> dict[str, float]:
+    """The optimizer steps of one rollout batch on (1 - mu) L_RL(rl) + mu L_SFT(sft).
+
+    ppo_epochs == ppo_mini_batches == 1 (the default): one step, PPO old logprobs = the current ones
+    detached (ratio == 1, no extra forward). Otherwise the trainer's old logprobs (and the reference's,
+    with a KL term) are computed once, no grad, under the current weights, i.e. those that produced the
+    rollouts; then ppo_epochs passes, each split into ppo_mini_batches steps (fewer if a side has fewer
+    sequences). The SFT term is split the same way: the expert traces are cut into as many contiguous
+    mini-batches as the rollouts, and step i trains on (1 - mu) L_RL(rollouts_i) + mu L_SFT(experts_i),
+    so every step keeps the mu-blend and each expert trace, like each rollout, is trained on ppo_epochs
+    times. Mini-batches are contiguous and not reshuffled between passes (GRPO groups stay together;
+    a resumed run repeats the same steps). Metrics are means over the steps ("sync/" ones the max),
+    plus "ppo/optimizer_steps".
+    """
+    epochs, minis = config.ppo_epochs, config.ppo_mini_batches
+    if epochs == 1 and minis == 1:
+        return _optimizer_step(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model)
+    device = next(model.parameters()).device
+    if mu < 1 and rl:
+        rl = _with_old_logprobs(model, rl, config, device, pad_id, ref_model)
+    sizes = ([len(rl)] if mu < 1 and rl else []) + ([len(sft)] if mu > 0 and sft else [])
+    minis = max(1, min([minis, *sizes]))
+    parts = list(zip(_split(rl, minis), _split(sft, minis)))
+    steps = []
+    for _ in range(epochs):
+        for rl_part, sft_part in parts:
+            mu_now = float(learned_mu().detach()) if learned_mu is not None else mu
+            steps.append(_optimizer_step(model, optimizer, rl_part, sft_part, mu_now, config, pad_id, learned_mu, mu_optimizer, ref_model))
+    keys = dict.fromkeys(k for m in steps for k in m)
+    metrics = {k: (max if k.startswith("sync/") else statistics.fmean)([m[k] for m in steps if k in m]) for k in keys}
+    metrics["ppo/optimizer_steps"] = len(steps)
+    return metrics
+
+
+def _split(items: list, parts: int) -> list[list]:
+    """items cut into `parts` contiguous pieces whose sizes differ by at most one."""
+    return [items[i * len(items) // parts : (i + 1) * len(items) // parts] for i in range(parts)]
+
+
+def _optimizer_step(model, optimizer, rl: list[Sequence], sft: list[Sequence], mu: float, config: TrainConfig,
+                    pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None, ref_model=None) -> dict[str, float]:
     """One optimizer step on (1 - mu) L_RL(rl) + mu L_SFT(sft); the SFT forward is skipped at mu == 0."""
     device = next(model.parameters()).device
     rl_batches = pack(rl, config.micro_batch_tokens, pad_id) if mu < 1 else []
