@@ -45,6 +45,20 @@ class MicroBatch:
     index: Tensor | None = None
     prox_logp: Tensor | None = None
     ref_logp: Tensor | None = None
+    offset: Tensor | None = None
+    """[B], shared-prefix batches (`prefix.pack_shared`) only: the [B, L] tensors start at this position
+    of each sequence, the tokens before it being the row's prefix"""
+    prefix_ids: Tensor | None = None
+    """[G, P], shared-prefix batches only: the prefixes, right-padded (prefix_mask [G, P]); group [B]"""
+    prefix_mask: Tensor | None = None
+    group: Tensor | None = None
+
+    @property
+    def prefix(self):
+        """The shared prefixes (a `prefix.Prefix`) for `token_logprobs`, or None for a plain batch."""
+        from chord_env.trainer.prefix import Prefix
+
+        return None if self.prefix_ids is None else Prefix(self.prefix_ids, self.prefix_mask, self.group)
 
     @property
     def num_loss_tokens(self) -> int:

@@ -45,10 +45,18 @@ counted the same for both) / update seconds, best of `repeats` after `warmup` un
 median and worst are printed as the spread. Memory: peak resident set size of each process during its
 updates (sampled every 5 ms by a thread) and its rise over the RSS measured just before the first
 update (model, trainer and batch loaded); on CUDA also `torch.cuda.max_memory_allocated`.
+
+
+Then our update's variants, in one process taking turns (`run_variants`): with and without
+`share_prefix` (each GRPO group's prompt once) and with and without bf16 autocast over the fp32 master
+weights, on a batch whose groups share their prompt (`group_size`), each reported with its ratio to the
+plain fp32 update measured in the same run. `python -m chord_env.trainer.bench_trainer MODEL_DIR [B P C
+repeats]` prints that table alone (no TRL needed).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import multiprocessing
 import os
@@ -94,6 +102,8 @@ class BenchSpec:
     """PPO clip, both sides of the ratio"""
     gradient_checkpointing: bool = False
     seed: int = 0
+    group_size: int = 1
+    """GRPO group: each run of this many consecutive sequences shares one prompt (1: all prompts differ)"""
 
     @property
     def tokens(self) -> int:
@@ -120,7 +130,8 @@ def make_batch(spec: BenchSpec, vocab_size: int) -> tuple[torch.Tensor, torch.Te
     ids = torch.randint(0, vocab_size, (spec.batch, spec.prompt_tokens + spec.completion_tokens), generator=generator)
     signs = torch.arange(spec.batch) % 2 * 2.0 - 1.0
     advantages = signs * torch.linspace(0.5, 1.5, spec.batch)  # -0.5, +0.64, ..., never 0
-    return ids[:, : spec.prompt_tokens], ids[:, spec.prompt_tokens :], advantages
+    first_of_group = torch.arange(spec.batch) // spec.group_size * spec.group_size
+    return ids[first_of_group, : spec.prompt_tokens], ids[:, spec.prompt_tokens :], advantages
 
 
 def train_config(spec: BenchSpec) -> TrainConfig:
@@ -148,6 +159,82 @@ def our_update(model: nn.Module, spec: BenchSpec, pad_id: int) -> Callable[[], t
         return metrics["loss/rl"], metrics["grad/norm"]
 
     return step
+
+
+VARIANTS = (("plain, fp32", False, "fp32"), ("share_prefix, fp32", True, "fp32"),
+            ("plain, bf16 autocast", False, "bf16"), ("share_prefix, bf16 autocast", True, "bf16"))
+"""Our update's variants: (name, share_prefix, dtype); the first is the baseline of the ratios."""
+
+
+def variant_updates(model: nn.Module, spec: BenchSpec, pad_id: int) -> dict[str, Callable[[], tuple[float, float]]]:
+    """One closure per variant, each doing one of our updates on the bench batch (one shared optimizer)."""
+    prompt_ids, completion_ids, advantages = make_batch(spec, model.config.vocab_size)
+    rl = [
+        Sequence(p + c, [0] * len(p) + [1] * len(c), [0.0] * (len(p) + len(c)), a)
+        for p, c, a in zip(prompt_ids.tolist(), completion_ids.tolist(), advantages.tolist())
+    ]
+    optimizer = make_optimizer(model, train_config(spec))
+    steps = {}
+    for name, share, dtype in VARIANTS:
+        config = dataclasses.replace(train_config(spec), share_prefix=share, dtype=dtype)
+
+        def step(config=config) -> tuple[float, float]:
+            metrics = update(model, optimizer, rl, [], 0.0, config, pad_id)
+            return metrics["loss/rl"], metrics["grad/norm"]
+
+        steps[name] = step
+    return steps
+
+
+def run_variants(spec: BenchSpec, repeats: int = 3, warmup: int = 1) -> dict[str, SideResult]:
+    """Our update with and without share_prefix and bf16 autocast, in this process, the variants taking
+    turns (rotated each round) so that all see the same machine load; the model loads once (weights
+    move by lr each update, which does not change the cost)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(spec.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=torch.float32).to(device)
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    steps = variant_updates(model, spec, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    names = list(steps)
+    results = {name: SideResult() for name in names}
+    with tqdm(total=(warmup + repeats) * len(names), desc="bench variants", unit="update") as bar:
+        for i in range(warmup + repeats):
+            for name in names[i % len(names):] + names[: i % len(names)]:
+                start = time.perf_counter()
+                loss, grad_norm = steps[name]()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                elapsed = time.perf_counter() - start
+                if i == 0:
+                    results[name].first_loss, results[name].first_grad_norm = loss, grad_norm
+                if i >= warmup:
+                    results[name].seconds.append(elapsed)
+                bar.update()
+    return results
+
+
+def format_variants(spec: BenchSpec, results: dict[str, SideResult], model_name: str) -> str:
+    """Markdown: update tokens/s of each variant and its ratio to the first (plain fp32), same process."""
+    base_best, base_med, _ = results[VARIANTS[0][0]].tokens_per_s(spec.tokens)
+    rows = []
+    for name, r in results.items():
+        best, med, _ = r.tokens_per_s(spec.tokens)
+        rows.append(f"| {name} | {best:,.1f} | {med:,.1f} | **{best / base_best:.2f}x** | {med / base_med:.2f}x | {r.first_loss:.6f} |")
+    return "\n".join([
+        f"our update's variants on {model_name}: batch {spec.batch} in groups of {spec.group_size} sharing a "
+        f"{spec.prompt_tokens}-token prompt, {spec.completion_tokens} completion tokens each ({spec.tokens} tokens per update), "
+        f"{len(next(iter(results.values())).seconds)} timed updates each after warm-up, taking turns in one process; "
+        f"threads {torch.get_num_threads()}",
+        "",
+        "| variant | update tokens/s, best | median | best vs plain fp32 | median vs plain fp32 | first loss |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ])
 
 
 def trl_update(model: nn.Module, spec: BenchSpec, tokenizer, out_dir: str) -> Callable[[], tuple[float, float]]:
@@ -364,4 +451,19 @@ def main(model: str = "smollm2-135m-instruct", model_dir: str | None = None, bat
                      gradient_checkpointing=gradient_checkpointing)
     results, threads = run_bench(spec, SIDES, repeats=repeats, warmup=warmup)
     print(format_table(spec, results, threads, model))
+    print()
+    return variants_main(str(folder), model, batch, prompt_tokens, completion_tokens, repeats, warmup, gradient_checkpointing)
+
+
+def variants_main(model_dir: str, model_name: str, batch: int = 8, prompt_tokens: int = 512, completion_tokens: int = 64,
+                  repeats: int = 3, warmup: int = 1, gradient_checkpointing: bool = False, group_size: int = 8) -> int:
+    """Print the variants table (share_prefix x bf16 autocast) for a prepared model folder; needs no TRL."""
+    spec = BenchSpec(model_dir, batch=batch, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     gradient_checkpointing=gradient_checkpointing, group_size=min(group_size, batch))
+    print(format_variants(spec, run_variants(spec, repeats=repeats, warmup=warmup), model_name))
     return 0
+
+
+if __name__ == "__main__":  # python -m chord_env.trainer.bench_trainer MODEL_DIR [batch prompt completion repeats]
+    args = sys.argv[1:]
+    sys.exit(variants_main(args[0], args[0], *map(int, args[1:5])))

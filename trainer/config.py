@@ -119,6 +119,11 @@ class TrainConfig:
     """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
     gradient_checkpointing: bool = False
     """recompute activations in the backward pass to save memory"""
+    share_prefix: bool = False
+    """RL forward passes run each GRPO group's prompt once, its samples attending to its keys and values
+    (Prefix Grouper, arXiv 2506.05433; trainer/prefix.py): the same loss and gradient as the plain pass,
+    less compute and memory when prompts are long and responses short. Works with gradient
+    checkpointing; needs an attention that takes a padding mask with a KV cache (eager, sdpa)"""
     checkpoint_every: int = 10
     """save a checkpoint every this many steps (0 = only at the end)"""
     eval_every: int = 0

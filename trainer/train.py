@@ -10,7 +10,8 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
    mu-blend of its own mini-batches. With one step the PPO old logprobs are the current weights' own,
    detached (ratio == 1, no extra forward); with more, the trainer computes them once, no grad, under
    the rollout weights before the first step, so from the second step on the ratio leaves 1 and the
-   clip and dual clip act. Each step: micro-batches by token budget; for each, token logprobs at the
+   clip and dual clip act. Each step: micro-batches by token budget (with `share_prefix`, each GRPO
+   group's prompt runs once and its samples attend to it: `prefix.py`); for each, token logprobs at the
    loss positions only; RL batches give L_RL (PPO clip with dual clip, each token weighted by the
    truncated importance ratio min(p_trainer_old / p_engine, tis_cap) against the engine's behaviour
    logprobs), SFT batches give L_SFT = token-mean of -logp * w with w the chosen token weight (phi =
@@ -53,6 +54,7 @@ from chord_env.trainer.expert import load_expert
 from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
+from chord_env.trainer.prefix import pack_shared
 from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, token_weights
 from chord_env.types import Trajectory
 
@@ -110,11 +112,11 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         mb = mb.to(device)
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
-            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature)
+            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature, prefix=mb.prefix)
             ref_logp = mb.ref_logp if config.kl_coef > 0 else None
             if ref_model is not None and config.kl_coef > 0 and ref_logp is None:
                 with torch.no_grad():
-                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature)["logp"]
+                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature, prefix=mb.prefix)["logp"]
         logp = out["logp"]
         old_logp = logp.detach() if mb.prox_logp is None else mb.prox_logp.to(logp.dtype)
         loss, m = grpo_loss(
@@ -132,22 +134,28 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
     return metrics
 
 
+def _pack_rl(rl: list[Sequence], config: TrainConfig, pad_id: int) -> list[MicroBatch]:
+    """RL micro-batches: with share_prefix, each group's prompt once (`prefix.pack_shared`), else plain."""
+    return pack_shared(rl, config.micro_batch_tokens, pad_id) if config.share_prefix else pack(rl, config.micro_batch_tokens, pad_id)
+
+
 def _with_old_logprobs(model, rl: list[Sequence], config: TrainConfig, device, pad_id: int, ref_model=None) -> list[Sequence]:
     """The RL sequences with `prox_logprobs`, the trainer's logprobs under the current weights (those that
     produced the rollouts), and with a KL term `ref_logprobs`: one no-grad forward, before the first step."""
     out = list(rl)
     with torch.no_grad():
-        for mb in pack(rl, config.micro_batch_tokens, pad_id):
+        for mb in _pack_rl(rl, config, pad_id):
             prox = ref = None
             if mb.num_loss_tokens > 0:
                 on = mb.to(device)
                 with _autocast(device, config.dtype):
-                    prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature)["logp"]
+                    prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
                     if ref_model is not None and config.kl_coef > 0:
-                        ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature)["logp"]
+                        ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
             for row, i in enumerate(mb.index.tolist()):
-                n = len(rl[i].token_ids)
-                values = lambda t: [0.0] * n if t is None else t[row, :n].tolist()  # noqa: E731
+                start = 0 if mb.offset is None else int(mb.offset[row])  # shared-prefix rows begin after their prefix
+                n = len(rl[i].token_ids) - start
+                values = lambda t: [0.0] * (start + n) if t is None else [0.0] * start + t[row, :n].tolist()  # noqa: E731
                 out[i] = dataclasses.replace(rl[i], prox_logprobs=values(prox), ref_logprobs=values(ref) if ref_model is not None and config.kl_coef > 0 else None)
     return out
 
@@ -228,7 +236,7 @@ def _optimizer_step(model, optimizer, rl: list[Sequence], sft: list[Sequence], m
                     pad_id: int, learned_mu: LearnedMu | None = None, mu_optimizer=None, ref_model=None) -> dict[str, float]:
     """One optimizer step on (1 - mu) L_RL(rl) + mu L_SFT(sft); the SFT forward is skipped at mu == 0."""
     device = next(model.parameters()).device
-    rl_batches = pack(rl, config.micro_batch_tokens, pad_id) if mu < 1 else []
+    rl_batches = _pack_rl(rl, config, pad_id) if mu < 1 else []
     sft_batches = pack(sft, config.micro_batch_tokens, pad_id) if mu > 0 else []
     metrics: dict[str, float] = {}
     if learned_mu is None:
