@@ -112,7 +112,14 @@ def _rollout(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from chord_env.trainer.demo import main
 
-    return main(out=args.out, steps=args.steps, bfcl_per_category=args.bfcl_per_category, seed=args.seed, model_name=args.model)
+    return main(out=args.out, seed=args.seed, model_name=args.model, config_path=args.config, overrides=tuple(args.overrides), fc_rows=args.fc_rows)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from chord_env.trainer.compare import main
+
+    return main(args.methods.split(","), out=args.out, base=args.base, seed=args.seed, overrides=tuple(args.overrides),
+                fc_rows=args.fc_rows, model_name=args.model)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,11 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="the main job: a short CHORD run on SmolLM2 with evaluation before and after")
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--steps", type=int, default=2)
-    demo.add_argument("--bfcl-per-category", type=int, default=2, help="cases per BFCL category (stratified, seeded)")
     demo.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--config", default=None, help="training recipe (default: configs/demo.yaml)")
+    demo.add_argument("--fc-rows", type=int, default=3000, help="expert traces built from the function catalogue")
+    demo.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
     demo.set_defaults(run=_demo)
+
+    compare = commands.add_parser("compare", help="several methods at one budget, evaluated on the same held-out suites")
+    compare.add_argument("--methods", default="base,sft,grpo,sft-then-grpo,chord-mu,chord-phi",
+                         help="comma-separated: base, a config name in configs/, or a YAML path")
+    compare.add_argument("--base", default=None, help="the recipe every method is laid over (default: configs/demo.yaml)")
+    compare.add_argument("--out", default="runs/compare")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--fc-rows", type=int, default=3000, help="expert traces built from the function catalogue")
+    compare.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
+    compare.add_argument("overrides", nargs="*", help="key=value overrides applied to every method's config")
+    compare.set_defaults(run=_compare)
     return parser
 
 

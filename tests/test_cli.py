@@ -38,13 +38,19 @@ def test_bench_envs_quick_prints_every_measurement():
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_on_the_tiny_model(tmp_path):
-    demo = subprocess.run(
-        [CLI, "demo", "--model", "tiny-random", "--steps", "1", "--bfcl-per-category", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900, env={**ENV, "CHORD_ENV_CACHE": str(tmp_path / "cache")},
-    )
+def test_demo_runs_every_stage_on_the_tiny_model_and_a_rerun_reuses_them(tmp_path):
+    command = [CLI, "demo", "--model", "tiny-random", "--fc-rows", "40", "--out", str(tmp_path),
+               "steps=3", "mu.hold_steps=1", "mu.decay_steps=1", "tasks_per_step=2", "group_size=2", "checkpoint_every=0"]
+    env = {**ENV, "CHORD_ENV_CACHE": str(tmp_path / "cache")}
+    demo = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
-    assert "| before | after |" in demo.stdout and "single_turn_overall" in demo.stdout
-    for path in ("train/metrics.jsonl", "train/config.yaml", "train/final/config.json", "eval/report.md", "eval/accuracy.png"):
+    assert "| held-out suite | before | after |" in demo.stdout and "bfcl/simple_python" in demo.stdout
+    assert "INFO" not in demo.stdout + demo.stderr  # engine and library logs go to the log file
+    assert "INFO" in (tmp_path / "demo.log").read_text()
+    for path in ("train/metrics.jsonl", "train/config.yaml", "train/final/config.json", "eval/before/scores.json",
+                 "eval/after/scores.json", "eval/after/bfcl.jsonl", "before_after.png", "results.md"):
         assert (tmp_path / path).is_file(), path
     assert any((tmp_path / "train" / "plots").glob("*.png"))
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and again.stdout.count("reusing") == 2, again.stdout[-3000:] + again.stderr[-3000:]
+    assert (tmp_path / "results.md").read_text() in again.stdout

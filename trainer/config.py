@@ -7,7 +7,7 @@ a constant mu), then applies the overrides in order, each value parsed as YAML s
 `mu.kind=chord` on top of a constant schedule asks for exactly the chord parameters.
 
 Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
-`X | None`, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
+`X | Y | None`, `dict[str, float]` weight mappings, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
 dataclass and a nested one, and the checker gives the error this project wants, one `ValueError`
 naming the file (or the command-line override) and the field. YAML 1.1 reads `1e-6` as a string; our
 loader reads it as the float everyone means.
@@ -39,10 +39,12 @@ class TrainConfig:
 
     model: str
     """the policy: a Hugging Face model folder (see `chord-env prepare-model`)"""
-    env: str = "chord/Calculator-v0"
-    """id of the registered environment the rollouts run in"""
-    expert: str | None = None
-    """expert traces (JSONL) for the SFT term; needed whenever mu > 0"""
+    env: str | dict[str, float] = "chord/Calculator-v0"
+    """the rollouts' env: a registered id, or ids mixed by weight ({id: weight}; `envs/mixture.py`),
+    made for split "train"; periodic evaluation plays the "validation" and "held_out" splits"""
+    expert: str | dict[str, float] | None = None
+    """expert traces (JSONL) for the SFT term, or several files mixed by weight ({path: weight});
+    needed whenever mu > 0"""
     out: str = "runs/chord"
     """run folder: resolved config, checkpoints, metrics, plots"""
     steps: int = 20
@@ -220,8 +222,21 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, name)
+        inner = [a for a in args if a is not type(None)]
+        for option in inner[:-1]:
+            try:
+                return _coerce(value, option, name)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], name)
+    if origin is dict:
+        key_type, value_type = args
+        if not isinstance(value, dict) or not value:
+            raise ConfigError(name, f"must be a non-empty mapping of {key_type.__name__}: {value_type.__name__}, got {value!r}")
+        out = {_coerce(k, key_type, f"{name} key"): _coerce(v, value_type, f"{name}[{k}]") for k, v in value.items()}
+        if value_type is float and not all(v > 0 for v in out.values()):
+            raise ConfigError(name, f"weights must be > 0, got {value!r}")
+        return out
     if origin is Literal:
         if value not in args:
             raise ConfigError(name, f"must be one of {list(args)}, got {value!r}")
@@ -354,6 +369,8 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
             value = _mu_mapping(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
         data[f.name] = value
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,11 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
    (`sync/logprob_max_diff`).
 7. Metrics (JSON lines, TensorBoard), periodic evaluation, periodic checkpoints; PNG plots at the end.
 
-The RL tasks of step s are the env's tasks with seeds `seed * 10**6 + s * P + i`, so a resumed run
-sees the same data as an uninterrupted one; evaluation uses seeds from 10**9 on, disjoint from them.
+The RL tasks of step s are the training split's tasks with seeds `seed * 10**6 + s * P + i`, and the
+expert traces of step s a pure function of (seed, s) (`expert.expert_batch`), so a resumed run sees
+the same data as an uninterrupted one. Periodic evaluation plays the envs' validation and held-out
+splits (`eval_envs`), with seeds from 10**9 on, disjoint from training seeds even for envs without
+splits.
 """
 
 from __future__ import annotations
@@ -36,21 +39,24 @@ import dataclasses
 import random
 import statistics
 import time
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tqdm import tqdm
 
-import chord_env
 from chord_env.agents.backend import open_backend
 from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.agents.weight_sync import logprob_parity
 from chord_env.chat import ChatRenderer
+from chord_env.envs.mixture import make_for_split, make_mix, mix_weights
 from chord_env.trainer.batching import MicroBatch, Sequence, pack
 from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from chord_env.trainer.config import TrainConfig, save_config
-from chord_env.trainer.expert import load_expert
+from chord_env.trainer.expert import expert_batch, load_expert, quotas
 from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
@@ -257,8 +263,8 @@ def _optimizer_step(model, optimizer, rl: list[Sequence], sft: list[Sequence], m
         learned_mu.balance_loss(g_rl, g_sft).backward()
         mu_optimizer.step()
         metrics.update({"chord/grad_norm_rl": g_rl, "chord/grad_norm_sft": g_sft})
-    side = lambda key: torch.tensor(metrics[key]) if key in metrics else None  # noqa: E731
-    metrics["loss/total"] = float(chord_loss(side("loss/rl"), side("loss/sft"), mu))
+    rl_loss = torch.tensor(metrics.get("loss/rl", 0.0))  # 0 when no rollout token carries loss (all cut)
+    metrics["loss/total"] = float(chord_loss(rl_loss, torch.tensor(metrics["loss/sft"]) if "loss/sft" in metrics else None, mu))
     metrics["chord/mu"] = mu
     if config.token_weight == "phi" and "sft/weight_mean" in metrics:
         metrics["chord/phi_mean"] = metrics["sft/weight_mean"]
@@ -269,22 +275,42 @@ def _optimizer_step(model, optimizer, rl: list[Sequence], sft: list[Sequence], m
 
 
 def reward_metrics(trajectories: list[Trajectory], prefix: str = "reward") -> dict[str, float]:
+    """Mean reward, its spread, `accuracy` (the share of episodes the env judged solved, `success`),
+    response length (sampled tokens) and the share of episodes the runner cut."""
     rewards = np.array([t.reward for t in trajectories], dtype=np.float64)
     lengths = np.array([sum(t.loss_mask) for t in trajectories], dtype=np.float64)
     return {
         f"{prefix}/mean": float(rewards.mean()),
         f"{prefix}/std": float(rewards.std()),
-        f"{prefix}/accuracy": float((rewards >= 1.0).mean()),
+        f"{prefix}/accuracy": float(np.mean([t.success for t in trajectories])),
         f"{prefix}/response_length": float(lengths.mean()),
         f"{prefix}/truncated": float(np.mean([t.truncation is not None for t in trajectories])),
     }
 
 
-def evaluate(backend, make_env, renderer, config: TrainConfig, stop_ids: list[int]) -> dict[str, float]:
-    """Greedy rollouts on held-out task seeds (from 10**9 on, disjoint from training)."""
+def eval_envs(config: TrainConfig) -> dict[str, Callable[[], gym.Env]]:
+    """The periodic evaluation's envs: every env of the mix, on its "validation" and "held_out" splits
+    (where it has them), keyed "<env name>/<split>"; never the training split."""
+    out = {}
+    for env_id in mix_weights(config.env):
+        for split in ("validation", "held_out"):
+            if (env := make_for_split(env_id, split)) is not None:
+                env.close()
+                out[f"{env_id.split('/')[-1]}/{split}"] = partial(make_for_split, env_id, split)
+    return out
+
+
+def evaluate(backend, envs: dict[str, Callable[[], gym.Env]], renderer, config: TrainConfig, stop_ids: list[int]) -> dict[str, float]:
+    """Greedy rollouts of `eval_tasks` tasks on each evaluation env (reset seeds from 10**9 on, so an
+    env without splits is still seed-disjoint from training); `eval/accuracy` is the mean over envs."""
     rc = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=config.max_turn_tokens, max_context=config.max_context)
     seeds = list(range(EVAL_SEED, EVAL_SEED + config.eval_tasks))
-    return reward_metrics(list(rollout(backend, make_env, renderer, seeds, rc, stop_ids, progress=False)), "eval")
+    metrics: dict[str, float] = {}
+    for name, make_env in envs.items():
+        metrics.update(reward_metrics(list(rollout(backend, make_env, renderer, seeds, rc, stop_ids, progress=False)), f"eval/{name}"))
+    for key in ("mean", "accuracy"):
+        metrics[f"eval/{key}"] = float(np.mean([metrics[f"eval/{name}/{key}"] for name in envs]))
+    return metrics
 
 
 def train(config: TrainConfig, resume: bool = False) -> Path:
@@ -309,7 +335,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
     if uses_sft and not config.expert:
         raise ValueError("this config has mu > 0 (an SFT term) but no expert traces: set expert=PATH")
-    expert = load_expert(config.expert, renderer) if uses_sft else []
+    expert_files = mix_weights(config.expert) if uses_sft else {}
+    expert = [load_expert(path, renderer) for path in expert_files]
+    expert_counts = quotas(list(expert_files.values()), config.expert_per_step)
 
     start = 0
     checkpoint = latest_checkpoint(run_dir) if resume else None
@@ -325,7 +353,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     backend = open_backend(model if config.backend == "hf" else config.model, config.backend, **({} if config.backend == "hf" else {"max_model_len": config.max_context, "seed": config.seed}))
     if start > 0:
         backend.update_weights(model)
-    make_env = lambda: chord_env.make(config.env)  # noqa: E731
+    make_env = partial(make_mix, config.env, "train")
+    evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
     rollout_config = RolloutConfig(
         group_size=config.group_size, temperature=config.temperature, top_p=config.top_p,
@@ -333,7 +362,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if config.eval_every and start == 0:
-        logger.log(0, evaluate(backend, make_env, renderer, config, stop_ids))
+        logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
 
     bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps)
     for step in bar:
@@ -346,7 +375,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))
-        sft = [expert[(step * config.expert_per_step + j) % len(expert)] for j in range(config.expert_per_step)] if expert else []
+        sft = expert_batch(expert, expert_counts, step, config.seed) if expert else []
         rollout_s = time.perf_counter() - began
         metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model))
         update_s = time.perf_counter() - began - rollout_s
@@ -364,7 +393,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             "perf/update_tokens_per_s": trained_tokens / max(update_s, 1e-9),
         })
         if config.eval_every and (step + 1) % config.eval_every == 0:
-            metrics.update(evaluate(backend, make_env, renderer, config, stop_ids))
+            metrics.update(evaluate(backend, evaluation_envs, renderer, config, stop_ids))
         logger.log(step + 1, metrics)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})
         if (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or step + 1 == config.steps:

@@ -99,13 +99,15 @@ def test_every_method_config_loads_and_round_trips(path, tmp_path):
 
 def test_method_configs_define_the_methods():
     by_name = {p.stem: load_config(p, REQUIRED) for p in CONFIGS}
-    assert len(by_name) == 12
+    assert len(by_name) == 13  # 12 methods and the demo's recipe
     mu = {name: [c.mu(step) for step in range(c.steps)] for name, c in by_name.items()}
     assert set(mu["grpo"]) == {0.0} and set(mu["sft"]) == {1.0}
     assert mu["sft-then-grpo"] == [1.0] * 10 + [0.0] * 10
     assert mu["chord-mu"][0] == 0.6 and mu["chord-mu"][10] == pytest.approx(0.3)
     assert by_name["chord-phi"].token_weight == "phi" and by_name["chord-mu"].token_weight == "none"
     assert by_name["chord-learned-mu"].learned_mu
+    demo = by_name["demo"]
+    assert mu["demo"][0] == 1.0 and 0 < mu["demo"][-1] < 1 and demo.token_weight == "none"
     weights = {by_name[n].token_weight for n in ("chord-phi-prob", "chord-entropy", "chord-focal", "chord-margin")}
     assert weights | {by_name["chord-lowprob"].token_weight} == {"prob", "entropy", "focal", "margin", "low_prob"}
 
@@ -121,3 +123,14 @@ def test_switch_schedule():
         MuSchedule("switch", before=1.0, after=0.0, at=-1)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         switch(0, before=1.5, after=0.0, at=1)
+
+
+def test_env_and_expert_mixes_load_check_and_round_trip(tmp_path):
+    config = load_config(None, ["model=m", "env={chord/A-v0: 3, chord/B-v0: 1}", "expert={a.jsonl: 0.8, b.jsonl: 0.2}"])
+    assert config.env == {"chord/A-v0": 3.0, "chord/B-v0": 1.0} and config.expert == {"a.jsonl": 0.8, "b.jsonl": 0.2}
+    assert load_config(save_config(config, tmp_path / "c.yaml"), []) == config
+    assert load_config(None, ["model=m", "expert=one.jsonl"]).expert == "one.jsonl"
+    with pytest.raises(ValueError, match="expert"):
+        load_config(None, ["model=m", "expert={a.jsonl: 0}"])
+    with pytest.raises(ValueError, match="env"):
+        load_config(None, ["model=m", "env=[1, 2]"])

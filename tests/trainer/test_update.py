@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from chord_env.trainer.batching import Sequence, pack
 from chord_env.trainer.config import TrainConfig
-from chord_env.trainer.train import _backward_rl, _backward_sft, rl_sequences
+from chord_env.trainer.train import _backward_rl, _backward_sft, make_optimizer, rl_sequences, update
 from chord_env.types import Trajectory
 
 
@@ -68,6 +68,20 @@ def test_a_batch_without_loss_tokens_is_skipped(model, tiny_model_dir):
     empty = [s for s in seqs() if not any(s.loss_mask[1:])]
     metrics = _backward_rl(model, pack(empty + seqs()[:1], 20), 1.0, config, torch.device("cpu"))
     assert "loss/rl" in metrics
+
+
+@pytest.mark.parametrize("mu", [0.0, 0.5])
+def test_a_step_whose_rollouts_carry_no_loss_token_still_steps(model, tiny_model_dir, mu):
+    """Every episode cut before its first turn: the RL side adds nothing, the step goes on (SFT alone at
+    mu > 0, no change at mu = 0) and the metrics say so instead of crashing."""
+    config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=2048, max_context=64, max_turn_tokens=8, lr=1e-3)
+    local = copy.deepcopy(model)
+    before = [p.detach().clone() for p in local.parameters()]
+    cut = [s for s in seqs() if not any(s.loss_mask[1:])]
+    metrics = update(local, make_optimizer(local, config), cut, seqs()[:2], mu, config, pad_id=0)
+    moved = any(not torch.equal(a, b) for a, b in zip(before, local.parameters()))
+    assert moved == (mu > 0) and "loss/rl" not in metrics
+    assert metrics["loss/total"] == pytest.approx(mu * metrics.get("loss/sft", 0.0))
 
 
 def test_rl_sequences_keep_the_sampled_ids_and_normalise_per_group():
