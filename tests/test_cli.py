@@ -52,5 +52,5 @@ def test_demo_runs_every_stage_on_the_tiny_model_and_a_rerun_reuses_them(tmp_pat
         assert (tmp_path / path).is_file(), path
     assert any((tmp_path / "train" / "plots").glob("*.png"))
     again = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 0 and again.stdout.count("reusing") == 2, again.stdout[-3000:] + again.stderr[-3000:]
+    assert again.returncode == 0 and "training: reusing" in again.stdout, again.stdout[-3000:] + again.stderr[-3000:]
     assert (tmp_path / "results.md").read_text() in again.stdout

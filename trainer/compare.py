@@ -30,7 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from chord_env.trainer.demo import CONFIGS, Score, chart, evaluate_model, logs_to, table  # noqa: E402
+from chord_env.trainer.demo import CONFIGS, Score, build_data, chart, evaluate_model, logs_to, table  # noqa: E402
 
 CURVES = ("reward/mean", "reward/accuracy", "chord/mu", "policy/entropy", "sft/nll", "chord/phi_mean")
 
@@ -71,7 +71,6 @@ def curves(runs: dict[str, Path], path: Path) -> Path:
 
 def main(methods: list[str], out: str = "runs/compare", base: str | None = None, seed: int = 0,
          overrides: tuple[str, ...] = (), fc_rows: int = 3000, model_name: str = "smollm2-135m-instruct") -> int:
-    from chord_env.envs.data_build import build, build_function_rows
     from chord_env.models import cached_model_dir, prepare_model
     from chord_env.trainer.checkpoint import latest_checkpoint
     from chord_env.trainer.config import load_config
@@ -86,11 +85,7 @@ def main(methods: list[str], out: str = "runs/compare", base: str | None = None,
     costs: dict[str, dict[str, float]] = {}
     with logs_to(run / "compare.log"):
         model = prepare_model(model_name, cached_model_dir(model_name, "fp32"), "fp32")
-        data = run / "data"
-        if not (data / "COMPLETE").is_file():
-            build_function_rows(data, n=fc_rows, seed=seed)
-            build(data, n=16, seed=seed, math_n=0, fc_n=0)
-            (data / "COMPLETE").touch()
+        expert = build_data(run / "data", fc_rows, seed)
         for method in methods:
             name = Path(method).stem
             if method == "base":
@@ -100,8 +95,7 @@ def main(methods: list[str], out: str = "runs/compare", base: str | None = None,
             folder = run / name
             if not (folder / "final" / "config.json").is_file():
                 recipe = method_config(method, base_path, run / "recipes" / f"{name}.yaml")
-                config = load_config(recipe, [f"model={model}", f"out={folder}", f"seed={seed}",
-                                              f"expert={{{data / 'fc_train.jsonl'}: 0.9, {data / 'train.jsonl'}: 0.1}}", *overrides])
+                config = load_config(recipe, [f"model={model}", f"out={folder}", f"seed={seed}", expert, *overrides])
                 print(f"{name}: training {config.steps} steps ...")
                 began = time.perf_counter()
                 train(config, resume=latest_checkpoint(folder) is not None)

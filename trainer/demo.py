@@ -27,7 +27,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import matplotlib
 
@@ -147,6 +147,18 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
     return scores
 
 
+def build_data(folder: Path, fc_rows: int, seed: int) -> str:
+    """Build (or reuse) the demo's data in `folder`; returns the expert mix for the config: catalogue
+    traces 0.9, tool-world traces 0.1 (by weight per step, `trainer/expert.py`)."""
+    from chord_env.envs.data_build import build, build_function_rows
+
+    if not (folder / "COMPLETE").is_file():
+        build_function_rows(folder, n=fc_rows, seed=seed)
+        build(folder, n=16, seed=seed, math_n=0, fc_n=0)
+        (folder / "COMPLETE").touch()
+    return f"expert={{{folder / 'fc_train.jsonl'}: 0.9, {folder / 'train.jsonl'}: 0.1}}"
+
+
 def table(columns: dict[str, dict[str, Score]]) -> str:
     """A Markdown table, one column per model (e.g. before/after), with 95% Wilson intervals."""
     suites = list(next(iter(columns.values())))
@@ -181,7 +193,6 @@ def chart(columns: dict[str, dict[str, Score]], path: Path, title: str) -> Path:
 
 def main(out: str = "runs/demo", seed: int = 0, model_name: str = "smollm2-135m-instruct",
          config_path: str | None = None, overrides: tuple[str, ...] = (), fc_rows: int = 3000) -> int:
-    from chord_env.envs.data_build import build_function_rows, build
     from chord_env.models import cached_model_dir, prepare_model
     from chord_env.trainer.checkpoint import latest_checkpoint
     from chord_env.trainer.config import load_config
@@ -194,21 +205,14 @@ def main(out: str = "runs/demo", seed: int = 0, model_name: str = "smollm2-135m-
     with logs_to(log):
         print(f"1/5 preparing {model_name} ...")
         model = prepare_model(model_name, cached_model_dir(model_name, "fp32"), "fp32")
-        data = run / "data"
-        if not (data / "COMPLETE").is_file():
-            print("2/5 building expert traces: function catalogue and tool worlds ...")
-            build_function_rows(data, n=fc_rows, seed=seed)
-            build(data, n=16, seed=seed, math_n=0, fc_n=0)
-            (data / "COMPLETE").touch()
-        else:
-            print("2/5 data: reusing", data)
+        print("2/5 building expert traces: function catalogue and tool worlds ...")
+        expert = build_data(run / "data", fc_rows, seed)
         print("3/5 evaluating the base model on the held-out suites ...")
         before = evaluate_model(str(model), run / "eval" / "before")
         trained = run / "train"
         if not (trained / "final" / "config.json").is_file():
             config = load_config(Path(config_path) if config_path else CONFIGS / "demo.yaml", [
-                f"model={model}", f"out={trained}", f"seed={seed}",
-                f"expert={{{data / 'fc_train.jsonl'}: 0.9, {data / 'train.jsonl'}: 0.1}}", *overrides,
+                f"model={model}", f"out={trained}", f"seed={seed}", expert, *overrides,
             ])
             resume = latest_checkpoint(trained) is not None
             print(f"4/5 training with CHORD ({config.steps} steps{', resuming' if resume else ''}) ...")

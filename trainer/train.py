@@ -18,11 +18,13 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
    p(1 - p) for CHORD-phi). Each micro-batch's mean is scaled by its share of the mini-batch's loss
    tokens (or sequences, for seq-mean), so the accumulated gradient is exactly that of
    (1 - mu) L_RL + mu L_SFT over the whole mini-batch; no normaliser is entered by hand.
-5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA).
-6. Weights synced to the backend, then checked: for an engine (vLLM), the max |logprob difference|
-   between the engine and the trainer on a fixed probe batch (`sync/parity_max_diff`); and at the
-   next step, between the engine's behaviour logprobs of the sampled tokens and the trainer's
-   (`sync/logprob_max_diff`).
+5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA, or with dtype bf16).
+6. Weights synced to the backend before it is next used (the next rollouts or an evaluation; a run
+   of pure-SFT steps needs no engine, so it syncs once, not every step), then checked: for an engine
+   (vLLM), the max |logprob difference| between the engine and the trainer on a fixed probe batch
+   (`sync/parity_max_diff`); and in the update, between the engine's behaviour logprobs of the
+   sampled tokens and the trainer's (`sync/logprob_max_diff`). Every rollout runs on the weights of
+   the step before it: strictly on-policy.
 7. Metrics (JSON lines, TensorBoard), periodic evaluation, periodic checkpoints; PNG plots at the end.
 
 The RL tasks of step s are the training split's tasks with seeds `seed * 10**6 + s * P + i`, and the
@@ -351,8 +353,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             mu_optimizer.load_state_dict(extra["mu_optimizer"])
     logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
     backend = open_backend(model if config.backend == "hf" else config.model, config.backend, **({} if config.backend == "hf" else {"max_model_len": config.max_context, "seed": config.seed}))
-    if start > 0:
-        backend.update_weights(model)
     make_env = partial(make_mix, config.env, "train")
     evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
@@ -364,35 +364,49 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.eval_every and start == 0:
         logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
 
+    def sync() -> dict[str, float]:
+        """Push the trainer's weights to the backend and check an engine copy against the trainer (a
+        shared HF module needs no check)."""
+        began = time.perf_counter()
+        backend.update_weights(model)
+        out = {}
+        if config.backend == "vllm":
+            model.eval()
+            out["sync/parity_max_diff"] = logprob_parity(backend, model)
+            model.train()
+        return {**out, "perf/sync_s": time.perf_counter() - began}
+
+    stale = start > 0  # the backend's weights lag the trainer's; synced only before the backend is used
     bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps)
     for step in bar:
-        began = time.perf_counter()
         mu = float(learned_mu().detach()) if learned_mu is not None else config.mu(step)
         metrics: dict[str, float] = {}
         rl: list[Sequence] = []
+        rollout_s = 0.0
         if mu < 1 or learned_mu is not None:
+            if stale:
+                metrics.update(sync())
+                stale = False
+            began = time.perf_counter()
             seeded = dataclasses.replace(rollout_config, seed=task_seeds(config, step)[0] * 1000) if config.backend == "hf" else rollout_config
             trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))
+            rollout_s = time.perf_counter() - began
         sft = expert_batch(expert, expert_counts, step, config.seed) if expert else []
-        rollout_s = time.perf_counter() - began
+        began = time.perf_counter()
         metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model))
-        update_s = time.perf_counter() - began - rollout_s
-        sync_began = time.perf_counter()
-        backend.update_weights(model)
-        if config.backend == "vllm":  # a shared HF module needs no check; an engine copy does
-            model.eval()
-            metrics["sync/parity_max_diff"] = logprob_parity(backend, model)
-            model.train()
+        update_s = time.perf_counter() - began
+        stale = True
         trained_tokens = sum(len(s.token_ids) for s in rl + sft)
         metrics.update({
             "perf/rollout_s": rollout_s,
             "perf/update_s": update_s,
-            "perf/sync_s": time.perf_counter() - sync_began,
             "perf/update_tokens_per_s": trained_tokens / max(update_s, 1e-9),
         })
         if config.eval_every and (step + 1) % config.eval_every == 0:
+            metrics.update(sync())
+            stale = False
             metrics.update(evaluate(backend, evaluation_envs, renderer, config, stop_ids))
         logger.log(step + 1, metrics)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from chord_env.envs import Task, ToolEnv
+from chord_env.envs import ToolEnv
 from chord_env.envs.world_tasks import PATTERNS, world_task
 from chord_env.envs.worlds import MAX_REWARD, world_env
 from chord_env.parsing import FORMATTERS, format_hermes
