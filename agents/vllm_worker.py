@@ -5,7 +5,7 @@ vLLM mixes this class into its worker, so `llm.collective_rpc("chord_env_load_we
 runs `chord_env_load_weights` inside every worker process (vLLM docs, "Offline inference: RLHF
 utils"; `ParallelConfig.worker_extension_cls`). Weights travel through a safetensors file (in
 `/dev/shm` where it exists) because tensors passed as rpc arguments arrive as lists
-(shared/PLATFORM.md).
+(docs/platform.md, "Weight sync in place").
 
 The load goes through the worker's `reload_weights(weights_iterator=...)`, vLLM's in-place reload
 (`vllm/model_executor/model_loader/reload/inplace.py`), which runs each layer's

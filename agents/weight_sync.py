@@ -8,8 +8,8 @@
 - `logprob_parity(backend, model, probes)`: sample a fixed probe batch from the backend at
   temperature 1 and return the max |backend logprob - transformers logprob| of the sampled tokens.
   The default probes include a ~400-token prompt, so a prefix cache that still holds old-weight KV
-  after a sync shows up (shared/PLATFORM.md saw 0.03 drift on a 339-token prompt without
-  `reset_prefix_cache`; `prompt_logprobs` probes would not show it).
+  after a sync shows up (0.03 drift was seen on a 339-token prompt without `reset_prefix_cache`;
+  `prompt_logprobs` probes would not show it; docs/platform.md, "Weight sync in place").
 - `sync_seconds(backend, model)`: wall seconds of one `backend.update_weights(model)`.
 
 Parity is a check of the sync, not of sampling: it compares logprobs of the tokens the backend

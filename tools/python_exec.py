@@ -24,9 +24,9 @@ filesystem). What holds:
 - Network (root only): the child enters a fresh network namespace (`unshare(CLONE_NEWNET)`) with no
   interfaces up, so even loopback is unreachable.
 - Filesystem view (root only): the child enters a private mount namespace. When the interpreter
-  lives under a directory `nobody` cannot enter (e.g. `/root/.pyenv`), that directory is covered
-  with an empty tmpfs in which only the interpreter's prefix is bind-mounted, read-only; so the
-  child sees the interpreter and nothing else of, say, `/root`.
+  lives under a directory `nobody` cannot enter (e.g. a pyenv in root's home), that directory is
+  covered with an empty tmpfs in which only the interpreter's prefix is bind-mounted, read-only; so
+  the child sees the interpreter and nothing else of, say, root's home.
 What does not hold:
 - Not root (or root without CAP_SYS_ADMIN): no network or mount isolation, and code runs as the
   calling user, able to read and write whatever that user can; RLIMIT_NPROC then counts all of

@@ -13,7 +13,8 @@ naming the file (or the command-line override) and the field. YAML 1.1 reads `1e
 loader reads it as the float everyone means.
 
 `save_config` writes the resolved config, every field spelled out (phi on or off, token-mean or
-seq-mean, KL, clip values; the pitfalls of CHORD.md), and `load_config(saved, [])` gives it back equal.
+seq-mean, KL, clip values; docs/method.md, "Deviations from the references"), and
+`load_config(saved, [])` gives it back equal.
 """
 
 import dataclasses
@@ -35,7 +36,7 @@ from chord_env.trainer.token_weights import TOKEN_WEIGHTS
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything a CHORD run depends on; the names follow the paper and CHORD.md."""
+    """Everything a CHORD run depends on; the names follow the paper and docs/method.md."""
 
     model: str
     """the policy: a Hugging Face model folder (see `chord-env prepare-model`)"""

@@ -1,9 +1,9 @@
 """Token logprobs of a causal LM at the positions that carry loss, without full-vocabulary logits everywhere.
 
-The LM head is applied only to the hidden states that predict a loss token (PLATFORM.md: with a
-49,152-entry vocabulary, the logits dominate memory and time), in chunks of `chunk_tokens` rows,
-each under activation checkpointing when gradients are on, so at most one chunk of [chunk, V]
-logits is alive at a time, in fp32 only inside the chunk. The same pass returns the detached
+The LM head is applied only to the hidden states that predict a loss token (docs/platform.md,
+"Training speed on CPU": with a 49,152-entry vocabulary, the logits dominate memory and time), in
+chunks of `chunk_tokens` rows, each under activation checkpointing when gradients are on, so at most
+one chunk of [chunk, V] logits is alive at a time, in fp32 only inside the chunk. The same pass returns the detached
 statistics that some SFT token weights need (entropy, top-2 margin; `token_weights.token_stats`).
 
 Works for any transformers causal LM that exposes `base_model` (the decoder stack returning

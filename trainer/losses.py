@@ -4,7 +4,7 @@ CHORD (arXiv 2508.11408) trains on L = (1 - mu) * L_RL + mu * L_SFT. L_RL is com
 rollouts only and L_SFT on expert tokens only; the two batches are disjoint and each loss is a mean over
 its own tokens, so mu alone sets the balance. Formulas follow the authors' Trinity-RFT
 (`trinity/algorithm/policy_loss_fn/chord_policy_loss.py`, `ppo_policy_loss.py`) and the ms-swift port
-(`swift/rlhf_trainers/utils.py`); see /work/shared/CHORD.md.
+(`swift/rlhf_trainers/utils.py`); see docs/method.md.
 
 Conventions: B sequences, T tokens; `mask[b, t]` is 1 (or True) where token t of sequence b is one of
 the model's own tokens (RL) or an expert response token (SFT), 0 elsewhere (prompt, tool output,
@@ -50,7 +50,7 @@ AGGREGATIONS = {"token-mean": masked_token_mean, "seq-mean": masked_seq_mean}
 
 
 def group_advantages(rewards: Tensor) -> Tensor:
-    """GRPO advantages A = (R - mean) / (std + 1e-6) within each group, unbiased std (CHORD.md).
+    """GRPO advantages A = (R - mean) / (std + 1e-6) within each group, unbiased std (docs/method.md).
 
     rewards: [G, n], the rewards of the n rollouts of each of G prompts. Returns [G, n].
     A group of identical rewards gives A = 0 (std = 0, numerator 0). A group of one rollout (n == 1)
@@ -173,8 +173,9 @@ def sft_loss(logp: Tensor, mask: Tensor, weights: Tensor | None = None) -> tuple
     """SFT loss on expert tokens: token-mean of -logp * w over the masked tokens.
 
     logp, mask, weights: [B, T]. weights (e.g. phi = p (1 - p) from `token_weights`) are detached and not
-    renormalised: CHORD-phi relies on phi <= 0.25 shrinking the SFT gradient (CHORD.md). weights=None is
-    plain SFT (w = 1). logp must be finite on masked tokens (log_softmax of finite logits is).
+    renormalised: CHORD-phi relies on phi <= 0.25 shrinking the SFT gradient (docs/method.md, "SFT
+    term and token weights"). weights=None is plain SFT (w = 1). logp must be finite on masked tokens
+    (log_softmax of finite logits is).
     """
     if logp.shape != mask.shape or (weights is not None and weights.shape != logp.shape):
         raise ValueError(

@@ -1,9 +1,10 @@
 """Schedules for mu, the weight of the SFT loss in CHORD, as pure functions of the optimizer step.
 
 mu changes per optimizer step and stays constant across the gradient-accumulation micro-steps of one
-step. `chord_mu` is the authors' schedule (Trinity-RFT `mu_schedule_function`, CHORD.md): linear warmup
-from 0 to `peak` over W steps, cosine decay to `valley` over D steps, then `valley`. Note that it starts
-at 0 when W > 0, and that W = D = 0 gives the constant `valley` (CHORD-phi uses peak = valley = 0.1).
+step (docs/method.md, "mu schedules"). `chord_mu` is the authors' schedule (Trinity-RFT
+`mu_schedule_function`): linear warmup from 0 to `peak` over W steps, cosine decay to `valley` over D
+steps, then `valley`. Note that it starts at 0 when W > 0, and that W = D = 0 gives the constant
+`valley` (CHORD-phi uses peak = valley = 0.1).
 
 `MuSchedule` is what a YAML config maps onto, e.g. `{kind: chord, warmup_steps: 0, decay_steps: 200,
 peak: 0.9, valley: 0.05}` (CHORD-mu, math). It rejects missing and irrelevant fields, so a saved config
@@ -50,7 +51,7 @@ def cosine(step: int, start: float, end: float, steps: int) -> float:
 
 
 def chord_mu(step: int, warmup_steps: int, decay_steps: int, peak: float, valley: float) -> float:
-    """The CHORD schedule exactly as CHORD.md / Trinity-RFT (W = warmup_steps, D = decay_steps):
+    """The CHORD schedule exactly as Trinity-RFT (docs/method.md; W = warmup_steps, D = decay_steps):
     step < W: peak * step / W;  step >= W + D: valley;  else valley + (peak - valley) * 0.5 * (1 +
     cos(pi * (step - W) / D)).
     """

@@ -1,6 +1,6 @@
 """The CHORD training loop: on-policy GRPO blended with token-weighted SFT on expert traces.
 
-One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; CHORD.md):
+One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; docs/method.md):
 1. mu = mu_schedule(step).
 2. If mu < 1: P tasks x n samples are rolled out on-policy through the backend (the runner);
    rewards -> group-normalised advantages A_i = (R_i - mean) / (std + 1e-6), one per trajectory.

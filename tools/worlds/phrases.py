@@ -2,7 +2,7 @@
 
 Each `spoken_*` function draws one human spelling of a canonical value ("2026-03-05" -> "March 5th",
 "5/3", "Thursday"); the tools take the canonical form, so the agent must convert. These are the
-spots where a model trained on tidy synthetic data goes wrong (PLATFORM.md, the SmolLM2 probe).
+spots where a model trained on tidy synthetic data goes wrong (docs/platform.md, "SmolLM2, offline").
 """
 
 from __future__ import annotations
