@@ -17,7 +17,9 @@ import torch
 @dataclass
 class SamplingParams:
     """How to sample. `stop_token_ids` end a completion (the token is included in the output);
-    `seed` makes sampling reproducible where the backend allows it; `n` completions per prompt."""
+    `seed` makes sampling reproducible where the backend allows it; `n` completions per prompt;
+    `ignore_eos` samples all `max_tokens` tokens past the model's end of sequence (the stop tokens
+    still stop), as the parity probe needs: a model that ends its turn at once would compare nothing."""
 
     temperature: float = 1.0
     top_p: float = 1.0
@@ -25,6 +27,7 @@ class SamplingParams:
     stop_token_ids: list[int] = field(default_factory=list)
     seed: int | None = None
     n: int = 1
+    ignore_eos: bool = False
 
 
 @dataclass

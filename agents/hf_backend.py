@@ -100,7 +100,7 @@ class HFBackend:
         for row, prompt in enumerate(prompts):
             ids[row, width - len(prompt) :] = torch.tensor(prompt)
             mask[row, width - len(prompt) :] = 1
-        stops = set(self.eos_ids) | set(params.stop_token_ids)
+        stops = (set() if params.ignore_eos else set(self.eos_ids)) | set(params.stop_token_ids)
         greedy = params.temperature <= 0
         config = GenerationConfig(
             do_sample=not greedy,

@@ -196,6 +196,7 @@ class OpenAIBackend:
             "top_p": params.top_p,
             "seed": params.seed,
             "stop_token_ids": list(params.stop_token_ids),
+            "ignore_eos": params.ignore_eos,
             "logprobs": 0,
             "return_token_ids": True,
             "return_tokens_as_token_ids": True,

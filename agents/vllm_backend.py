@@ -146,6 +146,7 @@ class VLLMBackend:
             top_p=params.top_p,
             max_tokens=params.max_tokens,
             stop_token_ids=list(params.stop_token_ids),
+            ignore_eos=params.ignore_eos,
             seed=None if self.on_cpu else params.seed,
             logprobs=0,
             detokenize=False,

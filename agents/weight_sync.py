@@ -89,10 +89,12 @@ def logprob_parity(
     max_tokens: int = 24,
 ) -> float:
     """Max |logprob difference| between `backend`'s sampled tokens and `model` (fp32) on `probes`
-    (default `default_probes`), sampling at temperature 1, top_p 1."""
+    (default `default_probes`), sampling `max_tokens` tokens per probe at temperature 1, top_p 1,
+    past any end of sequence (a trained chat model may end its turn at once and leave nothing to
+    compare; then this would read 0 whatever the weights)."""
     if probes is None:
         probes = default_probes(model.config.vocab_size)
-    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=max_tokens)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=max_tokens, ignore_eos=True)
     completions = backend.generate(list(probes), params)
     reference = _fp32_eval(model)
     worst = 0.0

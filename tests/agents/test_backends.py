@@ -74,3 +74,28 @@ def test_temperature_and_top_p_logprobs_are_the_sampling_distribution(backend, t
 def test_hf_backend_is_reproducible_with_a_seed(tiny_hf):
     params = SamplingParams(temperature=1.0, max_tokens=5, n=2, seed=11)
     assert tiny_hf.generate(PROMPTS, params) == tiny_hf.generate(PROMPTS, params)
+
+
+def test_ignore_eos_samples_past_the_end_of_sequence(tiny_model):
+    from chord_env.agents.hf_backend import HFBackend
+
+    hf = HFBackend(tiny_model, seed=0, max_model_len=1024)
+    (greedy,) = hf.generate([PROMPTS[1]], SamplingParams(temperature=0, max_tokens=8))[0]
+    eos = greedy.token_ids[2]
+    hf.eos_ids = [eos]  # pretend a greedy token is the end of sequence
+    (ended,) = hf.generate([PROMPTS[1]], SamplingParams(temperature=0, max_tokens=8))[0]
+    assert ended.token_ids == greedy.token_ids[: greedy.token_ids.index(eos) + 1] and ended.finish_reason == "stop"
+    (past,) = hf.generate([PROMPTS[1]], SamplingParams(temperature=0, max_tokens=8, ignore_eos=True))[0]
+    assert past.token_ids == greedy.token_ids and past.finish_reason == "length"
+
+
+def test_the_parity_probe_never_compares_an_empty_completion(tiny_model):
+    """A trained chat model may end its turn at once on a probe; the probe must still compare tokens."""
+    from chord_env.agents.backend import Completion
+
+    class StaleEngineThatEndsAtOnce:  # its logprobs are 0.5 off; without ignore_eos it samples nothing
+        def generate(self, prompts, params):
+            ids = [7] * (params.max_tokens if params.ignore_eos else 0)
+            return [[Completion(ids, [lp - 0.5 for lp in reference_logprobs(tiny_model, p, ids)], "length")] for p in prompts]
+
+    assert logprob_parity(StaleEngineThatEndsAtOnce(), tiny_model) == pytest.approx(0.5, abs=1e-4)
