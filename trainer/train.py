@@ -4,7 +4,8 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; docs/method.md)
 1. mu = mu_schedule(step).
 2. If mu < 1: P tasks x n samples are rolled out on-policy through the backend (the runner);
    rewards -> group-normalised advantages A_i = (R_i - mean) / (std + 1e-6), one per trajectory.
-3. If mu > 0: E expert traces, drawn cyclically, rendered with the rollouts' chat template.
+3. If mu > 0: E expert traces, a seeded permutation per epoch by quota per file (`expert.expert_batch`),
+   rendered with the rollouts' chat template.
 4. `ppo_epochs` passes over the batch, each in `ppo_mini_batches` optimizer steps (default 1 x 1: one
    step, as in the authors' setting); rollouts and expert traces are split alike, so each step is the
    mu-blend of its own mini-batches. With one step the PPO old logprobs are the current weights' own,
