@@ -1,4 +1,4 @@
-"""Checkpoints a run can resume from after SIGKILL, and which a partial write never impersonates.
+"""Checkpoints a run can resume from after SIGKILL, and which a partial or damaged copy never impersonates.
 
 Layout: `run_dir/checkpoints/step-000020/` holds `model/` (a Hugging Face model through
 `save_pretrained`, safetensors) or `model.pt` (any other `nn.Module`, its state_dict), `optimizer.pt`,
@@ -7,22 +7,38 @@ data position, metrics state...) and `COMPLETE`.
 
 Why a partial checkpoint cannot pass for a complete one: everything is written into a hidden
 `.tmp-*` folder; each file and the folder are fsynced; `COMPLETE` is written last; only then is the
-folder renamed to `step-*`, which is atomic on a POSIX filesystem. `latest_checkpoint` accepts a
-`step-*` folder only if it holds `COMPLETE`, so a copy that bypassed the rename (rsync, `cp -r`,
-filesystems without atomic rename) is still caught. Old checkpoints are renamed to `.tmp-*` before they
-are deleted, so a kill during deletion leaves nothing that looks complete either.
+folder renamed to `step-*`, which is atomic on a POSIX filesystem. Old checkpoints are renamed to
+`.tmp-*` before they are deleted, so a kill during deletion leaves nothing that looks complete either.
 
-One writer per run folder is assumed: `latest_checkpoint` deletes the `.tmp-*` folders it finds.
-Files are loaded with `torch.load(weights_only=True)` (no arbitrary unpickling), so `extra` must be plain
-data: dicts, lists, tuples, numbers, strings, None, tensors. RNG states are stored as such.
+Why a copy cannot lie either: `COMPLETE` is a manifest, JSON `{"step", "files": {relative path:
+{"size", "sha256"}}}` of every other file of the checkpoint. A copy that bypassed the rename (rsync
+copies `COMPLETE` first, `cp -r` of a live run, a filesystem without atomic rename) or a file damaged
+later fails the manifest: a file missing, of another size or hash, or a file the manifest does not
+name. `latest_checkpoint` returns the newest checkpoint that passes, logs a warning naming each newer
+one it passed over and why, and leaves those folders alone (nothing is deleted that a person may
+want); `load_checkpoint` checks the manifest again and reports any file it cannot read with its path.
+
+Markers written before manifests (the step number alone) are still accepted, so older runs resume,
+but only after the checks possible without hashes: every file the layout needs is present, each
+`.pt` file is a zip archive whose members match their CRC-32, each `.safetensors` file is exactly as
+long as its header says. A warning says the checkpoint could not be fully verified.
+
+One writer per run folder is assumed: `latest_checkpoint` deletes the `.tmp-*` folders it finds and
+`step-*` folders without any marker. Files are loaded with `torch.load(weights_only=True)` (no
+arbitrary unpickling), so `extra` must be plain data: dicts, lists, tuples, numbers, strings, None,
+tensors. RNG states are stored as such.
 """
-
+import hashlib
+import json
+import logging
 import os
 import random
 import shutil
+import struct
 import tempfile
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -31,6 +47,8 @@ from torch import nn
 COMPLETE = "COMPLETE"
 PREFIX = "step-"
 TMP = ".tmp-"
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(
@@ -62,7 +80,8 @@ def save_checkpoint(
     }
     torch.save(state, tmp / "state.pt")
     _fsync_tree(tmp)
-    (tmp / COMPLETE).write_text(f"{step}\n")
+    manifest = {"step": step, "files": {rel: {"size": f.stat().st_size, "sha256": _sha256(f)} for rel, f in _files(tmp).items()}}
+    (tmp / COMPLETE).write_text(json.dumps(manifest, indent=1) + "\n")
     _fsync(tmp / COMPLETE)
     _fsync(tmp)
     if final.exists():
@@ -75,7 +94,8 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of the run, or None; deletes partial and temporary folders."""
+    """The newest checkpoint of the run that passes its manifest, or None; deletes temporary folders and
+    `step-*` folders without a marker, and logs a warning for each newer checkpoint it passes over."""
     root = Path(run_dir) / "checkpoints"
     if not root.is_dir():
         return None
@@ -83,24 +103,65 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         partial = path.name.startswith(PREFIX) and not (path / COMPLETE).is_file()
         if path.is_dir() and (path.name.startswith(TMP) or partial):
             shutil.rmtree(path, ignore_errors=True)
-    complete = _complete(root)
-    return complete[-1] if complete else None
+    for path in reversed(_complete(root)):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if _is_legacy(path):
+                log.warning("checkpoint %s: its marker predates manifests, so only its structure was checked", path)
+            return path
+        log.warning("checkpoint %s: skipped, %s; falling back to the previous complete checkpoint", path, problem)
+    return None
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why checkpoint folder `path` is not a whole, intact checkpoint, or None if it is (module docstring)."""
+    path = Path(path)
+    try:
+        text = (path / COMPLETE).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        return f"cannot read its {COMPLETE} marker ({e})"
+    if _is_legacy(path, text):
+        return _layout_problem(_files(path)) or _legacy_problem(path)
+    try:
+        files = json.loads(text)["files"]
+        expected = {rel: (int(v["size"]), str(v["sha256"])) for rel, v in files.items()}
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return f"its {COMPLETE} marker is not a manifest"
+    found = _files(path)
+    if problem := _layout_problem(expected):
+        return f"the manifest lacks a file: {problem}"
+    for rel, (size, _) in expected.items():
+        if rel not in found:
+            return f"{rel} is missing"
+        if (actual := found[rel].stat().st_size) != size:
+            return f"{rel} has {actual} bytes, the manifest says {size}"
+    for rel, (_, digest) in expected.items():
+        if _sha256(found[rel]) != digest:
+            return f"{rel} does not match the sha256 in the manifest"
+    if unlisted := sorted(set(found) - set(expected)):
+        return f"files the manifest does not name: {', '.join(unlisted)}"
+    return None
 
 
 def load_checkpoint(
     path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, scheduler: Any | None
 ) -> dict[str, Any]:
-    """Restore model, optimizer, scheduler and every RNG from checkpoint `path`; return its `extra`."""
+    """Restore model, optimizer, scheduler and every RNG from checkpoint `path`; return its `extra`.
+
+    Raises ValueError naming the checkpoint (and the file) if it has no marker, fails its manifest, or a
+    file cannot be loaded into the objects given."""
     path = Path(path)
     if not (path / COMPLETE).is_file():
         raise ValueError(f"checkpoint {path}: not a complete checkpoint (no {COMPLETE} marker)")
+    if problem := checkpoint_problem(path):
+        raise ValueError(f"checkpoint {path}: {problem}")
     if (path / "model").is_dir():
         _load_hf_weights(model, path / "model")
     else:
-        model.load_state_dict(torch.load(path / "model.pt", map_location="cpu", weights_only=True))
+        _load(path / "model.pt", lambda f: model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True)))
     if optimizer is not None:
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-    state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        _load(path / "optimizer.pt", lambda f: optimizer.load_state_dict(torch.load(f, map_location="cpu", weights_only=True)))
+    state = _load(path / "state.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True))
     if scheduler is not None:
         if state["scheduler"] is None:
             raise ValueError(f"checkpoint {path}: saved without a scheduler, but one was given")
@@ -110,7 +171,7 @@ def load_checkpoint(
 
 
 def _complete(root: Path) -> list[Path]:
-    """Complete checkpoints under root, oldest first."""
+    """Checkpoints under root that carry a marker (not yet verified), oldest first."""
     found = [p for p in root.glob(f"{PREFIX}*") if p.name[len(PREFIX) :].isdigit() and (p / COMPLETE).is_file()]
     return sorted(found, key=lambda p: int(p.name[len(PREFIX) :]))
 
@@ -121,13 +182,76 @@ def _load_hf_weights(model: nn.Module, folder: Path) -> None:
 
     state = {}
     for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(file))
+        state.update(_load(file, load_file))
     missing, unexpected = model.load_state_dict(state, strict=False)
     own = model.state_dict()
     saved_ptrs = {own[k].data_ptr() for k in state if k in own}
     untied = [k for k in missing if own[k].data_ptr() not in saved_ptrs]
     if untied or unexpected:
         raise ValueError(f"checkpoint {folder}: weights do not fit the model: missing {untied}, extra {unexpected}")
+
+
+def _load(file: Path, load: Callable[[Path], Any]) -> Any:
+    """load(file), any failure raised as one ValueError that names the file."""
+    try:
+        return load(file)
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"checkpoint file {file}: cannot load it: {type(e).__name__}: {reason}") from e
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    """Every file under a checkpoint folder but its marker, by path relative to it (POSIX separators)."""
+    return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != COMPLETE}
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _is_legacy(path: Path, text: str | None = None) -> bool:
+    """Whether the marker is the step number alone, as written before manifests."""
+    if text is None:
+        try:
+            text = (path / COMPLETE).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return False
+    return text.strip().isdigit()
+
+
+def _layout_problem(names: dict[str, Any]) -> str | None:
+    """The first file the layout needs that `names` (relative paths) lacks, or None."""
+    has_model = "model.pt" in names or any(n.startswith("model/") and n.endswith(".safetensors") for n in names)
+    for needed, present in (("model.pt or model/*.safetensors", has_model), ("optimizer.pt", "optimizer.pt" in names),
+                            ("state.pt", "state.pt" in names)):
+        if not present:
+            return f"{needed} is missing"
+    return None
+
+
+def _legacy_problem(path: Path) -> str | None:
+    """What the checks without a manifest find wrong: a `.pt` archive whose members fail their CRC-32, a
+    `.safetensors` file whose length is not what its header says."""
+    for rel, file in _files(path).items():
+        try:
+            if file.suffix == ".pt":
+                with zipfile.ZipFile(file) as archive:
+                    if (bad := archive.testzip()) is not None:
+                        return f"{rel} is damaged (member {bad} fails its CRC)"
+            elif file.suffix == ".safetensors":
+                with file.open("rb") as f:
+                    (length,) = struct.unpack("<Q", f.read(8))
+                    header = json.loads(f.read(length))
+                end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+                if file.stat().st_size != 8 + length + end:
+                    return f"{rel} is truncated or padded (its header says {8 + length + end} bytes)"
+        except (OSError, ValueError, KeyError, TypeError, struct.error, zipfile.BadZipFile) as e:
+            return f"{rel} is damaged ({type(e).__name__}: {e})"
+    return None
 
 
 def _rng_state() -> dict[str, Any]:
