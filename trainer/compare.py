@@ -13,7 +13,8 @@ at the base recipe's `mu.hold_steps`, the step where CHORD starts blending, so t
 what follows the shared SFT phase.
 
 The report (`report.md`, `summary.json`, `accuracy.png`, `curves.png`) holds the table with 95% Wilson
-intervals, the curves of reward, success, mu, entropy and phi over training, and the exact command.
+intervals, the curves of reward, training success, held-out success, mu, entropy, KL to the initial
+model, SFT loss and the median phi on expert tokens over training, and the exact command.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import yaml  # noqa: E402
 
 from chord_env.trainer.demo import CONFIGS, Score, build_data, chart, evaluate_model, logs_to, table  # noqa: E402
 
-CURVES = ("reward/mean", "reward/accuracy", "chord/mu", "policy/entropy", "sft/nll", "chord/phi_mean")
+CURVES = ("reward/mean", "reward/accuracy", "eval/accuracy", "chord/mu", "policy/entropy", "grpo/kl_ref", "sft/nll", "sft/phi_q50")
 
 
 def method_config(method: str, base: Path, out: Path) -> Path:
@@ -54,7 +55,7 @@ def curves(runs: dict[str, Path], path: Path) -> Path:
     """Overlaid training curves of every method, one panel per metric."""
     from chord_env.trainer.metrics import read_metrics
 
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 7.5))
     for ax, key in zip(axes.flat, CURVES):
         for name, run in runs.items():
             rows = [r for r in read_metrics(run / "metrics.jsonl") if r.get(key) is not None]

@@ -74,6 +74,11 @@ class TrainConfig:
     """token budget of one micro-batch (gradient accumulation up to the full step)"""
     lr: float = 1e-6
     """AdamW learning rate"""
+    second_stage_lr: float | None = None
+    """with a `switch` mu schedule only: run the steps from `mu.at` on as a second stage, the way a
+    separate run would start it: a fresh AdamW (moments and step count reset) with this learning rate
+    (SFT-then-GRPO in the paper: two runs, each with its own learning rate). null: one optimizer and
+    one learning rate throughout"""
     weight_decay: float = 0.01
     """AdamW weight decay"""
     betas: tuple[float, float] = (0.9, 0.999)
@@ -90,6 +95,11 @@ class TrainConfig:
     """L_RL over tokens: "token-mean" (the authors) or "seq-mean" (ms-swift's default)"""
     kl_coef: float = 0.0
     """coefficient of the k3 KL penalty to the initial policy (0 = off, as in the reference configs)"""
+    log_kl_initial: bool = True
+    """log `grpo/kl_ref`, the k3 estimate of KL(pi || pi_initial) on the sampled tokens of every step with
+    rollouts: how far training has moved the policy from the model it started from (the drift the CHORD
+    paper plots). Costs a frozen copy of the initial weights and one no-grad forward per rollout batch;
+    kl_coef > 0 needs the same and turns the estimate into a penalty"""
     ppo_epochs: int = 1
     """passes over each rollout batch (TRL's num_iterations, verl's ppo_epochs). 1: one optimizer step per
     batch and ratio == 1 (the authors' setting; the clip knobs then do nothing). > 1: the trainer's old
@@ -157,6 +167,10 @@ def _problems(c: TrainConfig):
         if getattr(c, name) < low:
             yield name, f"must be >= {low}, got {getattr(c, name)}"
     positive = {"lr": c.lr, "grad_clip": c.grad_clip, "temperature": c.temperature}
+    if c.second_stage_lr is not None:
+        positive["second_stage_lr"] = c.second_stage_lr
+        if c.mu.kind != "switch":
+            yield "second_stage_lr", f"needs a switch mu schedule (the stages meet at mu.at), got mu.kind {c.mu.kind!r}"
     non_negative = {"weight_decay": c.weight_decay, "kl_coef": c.kl_coef, "focal_gamma": c.focal_gamma}
     for name, value in positive.items():
         if not value > 0:

@@ -106,4 +106,29 @@ def plot_metrics(run_dir: str | Path) -> list[Path]:
         path = out / f"{namespace}.png"
         fig.savefig(path, dpi=100)
         written.append(path)
+    if "sft/phi_q50" in series.get("sft", {}):
+        written.append(_plot_phi(series["sft"], out / "phi_distribution.png"))
     return written
+
+
+def _plot_phi(sft: dict[str, tuple[list[int], list[float]]], path: Path) -> Path:
+    """phi = p (1 - p) on the expert tokens over training: its median, the 25-75% and 10-90% bands,
+    and the share of tokens with phi < 0.01 (`token_weights.phi_distribution`)."""
+    from matplotlib.figure import Figure
+
+    steps, median = sft["sft/phi_q50"]
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
+    ax = fig.subplots()
+    for low, high, alpha in (("q10", "q90", 0.2), ("q25", "q75", 0.35)):
+        ax.fill_between(steps, sft[f"sft/phi_{low}"][1], sft[f"sft/phi_{high}"][1], alpha=alpha, color="C0", label=f"{low}-{high}")
+    ax.plot(steps, median, color="C0", label="median")
+    ax.set_ylim(0, 0.26)
+    ax.set_xlabel("step")
+    ax.set_ylabel("phi = p (1 - p) on expert tokens")
+    share = ax.twinx()
+    share.plot(*sft["sft/phi_low"], color="C3", label="share phi < 0.01")
+    share.set_ylim(0, 1)
+    share.set_ylabel("share of tokens with phi < 0.01", color="C3")
+    ax.legend(loc="upper left")
+    fig.savefig(path, dpi=100)
+    return path

@@ -93,6 +93,21 @@ TOKEN_WEIGHTS: dict[str, Callable[..., Tensor]] = {
 STATS_NEEDED: dict[str, tuple[str, ...]] = {"entropy": ("entropy",), "margin": ("top2_margin",)}
 
 
+PHI_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+def phi_distribution(phis: Tensor) -> dict[str, float]:
+    """Summary of phi = p (1 - p) over the expert tokens of one step (`phis`: [N], any N >= 1): its
+    quantiles (`sft/phi_q10` ... `sft/phi_q90`) and `sft/phi_low`, the share of tokens with phi < 0.01,
+    i.e. p < 0.0101 or p > 0.9899, which CHORD-phi all but silences. Logged whichever token weight
+    trains, so plain SFT shows what phi would have done."""
+    phis = phis.detach().double().flatten()
+    qs = torch.quantile(phis, torch.tensor(PHI_QUANTILES, dtype=torch.float64))
+    out = {f"sft/phi_q{round(q * 100)}": float(v) for q, v in zip(PHI_QUANTILES, qs)}
+    out["sft/phi_low"] = float((phis < 0.01).double().mean())
+    return out
+
+
 def token_weights(name: str, logp: Tensor, **extra) -> Tensor:
     """Weights w[B, T] of the registered weight `name`; extra: its statistics and parameters."""
     if name not in TOKEN_WEIGHTS:

@@ -64,7 +64,7 @@ from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
 from chord_env.trainer.prefix import pack_shared
-from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, token_weights
+from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, phi, phi_distribution, token_weights
 from chord_env.types import Trajectory
 
 EVAL_SEED = 10**9
@@ -122,8 +122,8 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature, prefix=mb.prefix)
-            ref_logp = mb.ref_logp if config.kl_coef > 0 else None
-            if ref_model is not None and config.kl_coef > 0 and ref_logp is None:
+            ref_logp = mb.ref_logp
+            if ref_model is not None and ref_logp is None:
                 with torch.no_grad():
                     ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature, prefix=mb.prefix)["logp"]
         logp = out["logp"]
@@ -159,13 +159,13 @@ def _with_old_logprobs(model, rl: list[Sequence], config: TrainConfig, device, p
                 on = mb.to(device)
                 with _autocast(device, config.dtype):
                     prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
-                    if ref_model is not None and config.kl_coef > 0:
+                    if ref_model is not None:
                         ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
             for row, i in enumerate(mb.index.tolist()):
                 start = 0 if mb.offset is None else int(mb.offset[row])  # shared-prefix rows begin after their prefix
                 n = len(rl[i].token_ids) - start
                 values = lambda t: [0.0] * (start + n) if t is None else [0.0] * start + t[row, :n].tolist()  # noqa: E731
-                out[i] = dataclasses.replace(rl[i], prox_logprobs=values(prox), ref_logprobs=values(ref) if ref_model is not None and config.kl_coef > 0 else None)
+                out[i] = dataclasses.replace(rl[i], prox_logprobs=values(prox), ref_logprobs=values(ref) if ref_model is not None else None)
     return out
 
 
@@ -175,6 +175,7 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
     stats = STATS_NEEDED.get(config.token_weight, ())
     extra = {"focal": {"gamma": config.focal_gamma}, "low_prob": {"w_max": config.low_prob_max}}.get(config.token_weight, {})
     metrics: dict[str, float] = {}
+    phis = []
     for mb in batches:
         if mb.num_loss_tokens == 0:
             continue
@@ -187,13 +188,21 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
         (scale * share * loss).backward()
         for k, v in m.items():
             metrics[k] = metrics.get(k, 0.0) + share * v
-    return metrics
+        phis.append(phi(out["logp"])[mb.loss_mask.bool()])
+    return metrics | (phi_distribution(torch.cat(phis)) if phis else {})
 
 
-def make_optimizer(model, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW over all parameters, fused: one pass per parameter instead of a dozen elementwise kernels
-    (SmolLM2-135M on 2 CPU cores: 0.09 s per step against 0.42 s; transformers' default optimizer too)."""
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay, fused=True)
+def make_optimizer(model, config: TrainConfig, step: int = 0) -> torch.optim.AdamW:
+    """A fresh AdamW over all parameters for the stage that `step` belongs to (`second_stage`), fused: one
+    pass per parameter instead of a dozen elementwise kernels (SmolLM2-135M on 2 CPU cores: 0.09 s per
+    step against 0.42 s; transformers' default optimizer too)."""
+    lr = config.second_stage_lr if second_stage(config, step) else config.lr
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay, fused=True)
+
+
+def second_stage(config: TrainConfig, step: int) -> bool:
+    """Whether `step` lies in the second stage of a two-stage run (`second_stage_lr` with a switch at mu.at)."""
+    return config.second_stage_lr is not None and step >= config.mu.at
 
 
 def _grad_norm(model) -> float:
@@ -269,6 +278,7 @@ def _optimizer_step(model, optimizer, rl: list[Sequence], sft: list[Sequence], m
     rl_loss = torch.tensor(metrics.get("loss/rl", 0.0))  # 0 when no rollout token carries loss (all cut)
     metrics["loss/total"] = float(chord_loss(rl_loss, torch.tensor(metrics["loss/sft"]) if "loss/sft" in metrics else None, mu))
     metrics["chord/mu"] = mu
+    metrics["optim/lr"] = optimizer.param_groups[0]["lr"]
     if config.token_weight == "phi" and "sft/weight_mean" in metrics:
         metrics["chord/phi_mean"] = metrics["sft/weight_mean"]
     metrics["grad/norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
@@ -331,9 +341,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    optimizer = make_optimizer(model, config)
+    optimizer = make_optimizer(model, config, 0)
     learned_mu = LearnedMu(mu_init=config.mu(0), target_share=config.mu_target_share) if config.learned_mu else None
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if config.kl_coef > 0 else None
+    uses_rl = learned_mu is not None or any(config.mu(s) < 1 for s in range(config.steps))
+    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if uses_rl and (config.kl_coef > 0 or config.log_kl_initial) else None
     mu_optimizer = torch.optim.SGD(learned_mu.parameters(), lr=0.1) if learned_mu is not None else None
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
     if uses_sft and not config.expert:
@@ -347,7 +358,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
     if checkpoint is not None:
-        extra = load_checkpoint(checkpoint, model, optimizer, None)
+        extra = load_checkpoint(checkpoint, model, optimizer, None)  # after the switch: the second stage's AdamW, lr included
         start = int(extra["step"])
         if learned_mu is not None:
             learned_mu.load_state_dict(extra["learned_mu"])
@@ -381,6 +392,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps)
     for step in bar:
         mu = float(learned_mu().detach()) if learned_mu is not None else config.mu(step)
+        if second_stage(config, step) and not second_stage(config, step - 1):
+            optimizer = make_optimizer(model, config, step)
         metrics: dict[str, float] = {}
         rl: list[Sequence] = []
         rollout_s = 0.0

@@ -109,3 +109,20 @@ def test_sft_without_expert_traces_is_a_clear_error(tiny_model_dir, tmp_path):
                                                       "max_turn_tokens=1", "max_context=64", "micro_batch_tokens=512"])
     with pytest.raises(ValueError, match="expert"):
         train(config)
+
+
+def test_sft_then_grpo_starts_its_second_stage_with_a_fresh_optimizer(tiny_model_dir, expert_file, tmp_path):
+    config = config_for("sft-then-grpo", tiny_model_dir, expert_file, tmp_path / "two", "steps=3", "mu.at=2",
+                        "second_stage_lr=1e-3", "checkpoint_every=1", "eval_every=0")
+    run = train(config)
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [m["chord/mu"] for m in rows] == [1.0, 1.0, 0.0]
+    assert [m["optim/lr"] for m in rows] == [5e-2, 5e-2, 1e-3]
+    adam_steps = lambda step: {float(s["step"]) for s in torch.load(run / "checkpoints" / f"step-{step:06d}" / "optimizer.pt")["state"].values()}  # noqa: E731
+    assert adam_steps(2) == {2.0} and adam_steps(3) == {1.0}  # AdamW's moments and step count restarted at the switch
+
+
+def test_kl_to_the_initial_model_is_zero_before_the_first_update_and_grows(tiny_model_dir, expert_file, tmp_path):
+    run = train(config_for("grpo", tiny_model_dir, expert_file, tmp_path / "kl", "steps=3", "eval_every=0", "checkpoint_every=0"))
+    kl = [m["grpo/kl_ref"] for m in read_metrics(run / "metrics.jsonl")]
+    assert abs(kl[0]) < 1e-6 and kl[-1] > 1e-4, kl  # step 0 samples from the initial weights themselves

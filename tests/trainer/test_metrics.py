@@ -71,3 +71,14 @@ def test_plots_are_png_files_one_per_namespace(tmp_path):
         data = path.read_bytes()
         assert path.parent == tmp_path / "plots"
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_the_phi_distribution_gets_a_plot_of_its_own(tmp_path):
+    logger = MetricsLogger(tmp_path)
+    for step in range(4):
+        quantiles = {f"sft/phi_q{q}": 0.01 * q / 10 + 0.001 * step for q in (10, 25, 50, 75, 90)}
+        logger.log(step, {**quantiles, "sft/phi_low": 0.5 - 0.1 * step})
+    logger.close()
+    paths = plot_metrics(tmp_path)
+    assert sorted(p.name for p in paths) == ["phi_distribution.png", "sft.png"]
+    assert (tmp_path / "plots" / "phi_distribution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -83,3 +83,14 @@ def test_learned_mu_stays_inside_its_bounds():
         assert balance().item() == pytest.approx(bound, abs=1e-4)
     with pytest.raises(ValueError):
         LearnedMu(mu_init=0.0)
+
+
+def test_phi_distribution_by_hand():
+    from chord_env.trainer.token_weights import phi_distribution
+
+    out = phi_distribution(torch.tensor([0.0, 0.005, 0.09, 0.16, 0.25]))
+    # linear interpolation between order statistics: q10 sits 0.4 of the way from 0 to 0.005
+    assert out["sft/phi_q10"] == pytest.approx(0.002)
+    assert out["sft/phi_q50"] == pytest.approx(0.09)
+    assert out["sft/phi_q90"] == pytest.approx(0.16 + 0.6 * 0.09)
+    assert out["sft/phi_low"] == pytest.approx(2 / 5)
