@@ -6,8 +6,21 @@ constants `pi` and `e`; any other node (names, attributes, subscripts, lambdas, 
 Guards keep every evaluation fast: the expression length is capped, an integer power whose result
 would exceed `MAX_INT_BITS` bits is refused before it is computed (so `9**9**9` fails at once),
 every integer result is checked against the same bound, `factorial` takes at most
-`MAX_FACTORIAL`, and non-finite or complex results are refused. Errors raise `ValueError` with a
-message for the agent.
+`MAX_FACTORIAL`, an integer rounded to a multiple of more than `10**MAX_ROUND_DIGITS` is 0 without
+computing, and non-finite or complex results are refused. Errors raise `ValueError` with a message
+for the agent.
+
+Why this is enough to keep the process responsive. CPython computes on integers in C while holding
+the GIL, so a thread timeout cannot interrupt a huge computation: every operation must be bounded
+before it runs. Every operand is a literal (at most `MAX_LENGTH` characters), a float, or an earlier
+result, so every integer operand has at most `MAX_INT_BITS` bits. On such operands `+ - * / // %`
+cost microseconds, float operations and the math functions cost at most a pass over the operand
+(an integer too big for a float raises `OverflowError`), and the three operations whose cost grows
+with a value rather than an operand's size are bounded by that value: `**` by the result's size, `factorial` by its
+argument, and `round(x, ndigits)` with a negative `ndigits`, which builds `10**-ndigits` (so
+`round(1, -3*10**7)` would hold the GIL for a minute, `round(0, -2**9999)` forever). An integer
+operand is below `2**MAX_INT_BITS`, itself at most half of `10**MAX_ROUND_DIGITS`, so rounding it to
+a multiple of a larger power of ten gives exactly 0, which is returned at once.
 """
 
 from __future__ import annotations
@@ -22,6 +35,7 @@ from chord_env.tools.schema import tool
 MAX_LENGTH = 1_000
 MAX_INT_BITS = 10_000
 MAX_FACTORIAL = 1_000
+MAX_ROUND_DIGITS = math.ceil(MAX_INT_BITS * math.log10(2))
 
 Number = int | float
 
@@ -41,6 +55,12 @@ def _power(base: Number, exponent: Number) -> Number:
         if exponent * math.log2(abs(base)) > MAX_INT_BITS:
             raise ValueError(f"result too large: {base}**{exponent} has more than {MAX_INT_BITS} bits")
     return base**exponent
+
+
+def _round(number: Number, ndigits: Number | None = None) -> Number:
+    if isinstance(number, int) and isinstance(ndigits, int) and ndigits < -MAX_ROUND_DIGITS:
+        return 0  # |number| < 2**MAX_INT_BITS <= 10**MAX_ROUND_DIGITS / 2: rounds to 0, exactly
+    return round(number, ndigits)
 
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
@@ -66,7 +86,7 @@ _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "log10": math.log10,
     "exp": math.exp,
     "abs": abs,
-    "round": round,
+    "round": _round,
     "floor": math.floor,
     "ceil": math.ceil,
     "factorial": _factorial,
