@@ -4,19 +4,35 @@ The tool refuses non-http(s) URLs and hosts outside the allowlist (compared case
 any port), never follows redirects (a 3xx reply names its target, which the agent may fetch if that
 host is allowed), ignores proxy settings from the environment, streams the body and stops after
 `max_bytes`, saying so. Every failure raises with a clear message (`ValueError` for a refused
-URL, `TimeoutError`, `ConnectionError`), which `execute` reports to the agent as "tool_exception".
-httpx's timeout bounds connecting and each read; the whole body must also arrive within it, and the
-tool's thread timeout is a backstop for what httpx does not bound (such as DNS resolution).
+URL or body, `TimeoutError`, `ConnectionError`), which `execute` reports to the agent as
+"tool_exception". httpx's timeout bounds connecting and each read; the whole body must also arrive
+within it, and the tool's thread timeout is a backstop for what httpx does not bound (such as DNS
+resolution).
+
+Compressed bodies. `max_bytes` caps the decoded body, not only what arrives: a few hundred bytes of
+gzip can expand to gigabytes, and httpx decodes every chunk it receives in full (and stacks one
+decoder per listed encoding, so `Content-Encoding: gzip, gzip` costs a second expansion). So the
+tool asks for `gzip` or `deflate` only, reads the raw bytes (`Response.iter_raw`) and decodes them
+itself with a `zlib.decompressobj`, passing `max_length` so no call returns more than the room left
+under the cap (https://docs.python.org/3/library/zlib.html#zlib.Decompress.decompress). Memory is
+therefore about `max_bytes` plus one network chunk whatever the body; input that decodes to nothing
+is bounded by the deadline. A body with more than one content encoding, or one other than gzip,
+deflate (zlib-wrapped or raw, as servers send both) or identity, is refused with a `ValueError`, as
+is a body that is not valid data for its encoding.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Collection
 
 import httpx
 
 from chord_env.tools.schema import Tool, tool
+
+ACCEPT_ENCODING = "gzip, deflate"
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def make_http_get(allowed_hosts: Collection[str], timeout: float = 5.0, max_bytes: int = 100_000) -> Tool:
@@ -28,10 +44,11 @@ def make_http_get(allowed_hosts: Collection[str], timeout: float = 5.0, max_byte
         parsed = _check(url, allowed)
         deadline = time.monotonic() + timeout
         try:
-            with client.stream("GET", parsed) as response:
+            with client.stream("GET", parsed, headers={"Accept-Encoding": ACCEPT_ENCODING}) as response:
+                decoder = _Decoder(url, response.headers.get_list("content-encoding", split_commas=True))
                 body = bytearray()
-                for chunk in response.iter_bytes():
-                    body += chunk
+                for chunk in response.iter_raw():
+                    body += decoder.decode(chunk, max_bytes + 1 - len(body))
                     if len(body) > max_bytes:
                         break
                     if time.monotonic() > deadline:
@@ -58,6 +75,35 @@ def make_http_get(allowed_hosts: Collection[str], timeout: float = 5.0, max_byte
         url: The full http:// or https:// URL to fetch.
     """
     return tool(timeout=2 * timeout + 1)(http_get)
+
+
+class _Decoder:
+    """Undo at most one content encoding, never returning more bytes than the caller has room for."""
+
+    def __init__(self, url: str, encodings: list[str]) -> None:
+        names = [e.strip().lower() for e in encodings if e.strip().lower() not in ("", "identity")]
+        if len(names) > 1:
+            listed = ", ".join(names)
+            raise ValueError(f"GET {url}: the body has {len(names)} content encodings ({listed}); one at most")
+        if names and names[0] not in _WBITS:
+            raise ValueError(f"GET {url}: unsupported content encoding {names[0]!r}; accepted: {ACCEPT_ENCODING}")
+        self.url = url
+        self.encoding = names[0] if names else None
+        self.inflater = zlib.decompressobj(_WBITS[self.encoding]) if self.encoding else None
+        self.started = False
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """Decode `data`, returning at most `room` (>= 1) bytes; input beyond that is dropped."""
+        if self.inflater is None:
+            return data[:room]
+        first, self.started = not self.started, True
+        try:
+            return self.inflater.decompress(data, room)
+        except zlib.error as e:
+            if first and self.encoding == "deflate":  # raw deflate, without the zlib wrapper
+                self.inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+                return self.decode(data, room)
+            raise ValueError(f"GET {self.url}: the body is not valid {self.encoding} data ({e})") from None
 
 
 def _check(url: str, allowed: frozenset[str]) -> httpx.URL:

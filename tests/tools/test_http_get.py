@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import socket
 import threading
 import time
@@ -35,8 +36,12 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.2)
             return
         body = {"/big": b"a" * BIG, "/missing": b"nope"}.get(self.path, "héllo".encode())
+        if self.path.startswith("/gzip"):
+            body = gzip.compress(b"a" * BIG if self.path == "/gzip-big" else body)
         self.send_response(404 if self.path == "/missing" else 200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
+        if self.path.startswith("/gzip"):
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -101,6 +106,12 @@ def test_redirect_not_followed(base_url: str) -> None:
 
 def test_big_body_truncated(base_url: str) -> None:
     result = get(f"{base_url}/big", max_bytes=1000)
+    assert result.content == "a" * 1000 + "\n[... truncated at 1000 bytes]"
+
+
+def test_gzip_body_is_decoded_and_cut_after_decoding(base_url: str) -> None:
+    assert get(f"{base_url}/gzip") == ToolResult("http_get", "héllo")
+    result = get(f"{base_url}/gzip-big", max_bytes=1000)
     assert result.content == "a" * 1000 + "\n[... truncated at 1000 bytes]"
 
 
