@@ -1,7 +1,11 @@
-"""Expert traces for the SFT term: loaded with `datasets`, rendered with the rollouts' chat template.
+"""Expert traces for the SFT term: read and checked row by row, rendered with the rollouts' chat template.
 
 A trace is a JSON-lines row `{"messages": [OpenAI-format messages], "tools": [OpenAI tool specs]}`
-(`chord-env data build` writes `tools` as a JSON string, since specs differ from row to row; both work). Rendering uses the same `ChatRenderer` as the rollouts,
+(`chord-env data build` writes `tools` as a JSON string, since specs differ from row to row; both work).
+Rows are read line by line and checked by the importer (`chord_env.data_import`, format "openai"),
+not through Arrow, which would merge dict keys across rows (one row's arguments gaining other rows'
+keys as null); a file with any bad row is refused, every bad row named by its line and reason.
+Rendering uses the same `ChatRenderer` as the rollouts,
 and the same split between prompt and response: a rollout's prompt ends with the generation prompt
 (`<|im_start|>assistant\\n`) and the model samples the rest of the turn through `<|im_end|>`; here
 every assistant turn is tokenized the same way, and exactly those sampled-equivalent tokens get loss
@@ -16,16 +20,21 @@ one would, and a short run sees every world or shape of a file, not its first ro
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from pathlib import Path
 
-import datasets
 import numpy as np
 
 from chord_env.chat import ChatRenderer
+from chord_env.data_import import import_file
 from chord_env.trainer.batching import Sequence
 from chord_env.types import Message, ToolSpec
+
+SHOWN_ERRORS = 10
+"""bad rows named in the exception's message; every one is logged"""
+
+log = logging.getLogger(__name__)
 
 
 def render_expert(renderer: ChatRenderer, messages: list[Message], tools: list[ToolSpec]) -> Sequence:
@@ -60,22 +69,34 @@ def render_expert(renderer: ChatRenderer, messages: list[Message], tools: list[T
 
 
 def load_expert(path: str | Path, renderer: ChatRenderer) -> list[Sequence]:
-    """Every trace of a JSON-lines file, rendered; a malformed row raises naming the file and row."""
-    rows = datasets.load_dataset("json", data_files=str(path), split="train")
+    """Every trace of a JSON-lines file, checked and rendered. Raises one ValueError naming the file if
+    it cannot be read, has no rows, or has bad rows: each bad row (its line number and reason) is
+    logged, and the first `SHOWN_ERRORS` are named in the message."""
+    try:
+        report = import_file(path, "openai")
+    except OSError as e:
+        raise ValueError(f"expert traces {path}: cannot read the file: {e}") from None
+    errors = list(report.errors)
     out = []
-    for i, row in enumerate(rows):
+    for row in report.rows:
         try:
-            messages = [Message.from_openai(m) for m in row["messages"]]
-            tools = row.get("tools") or []
-            tools = [ToolSpec.from_openai(t) for t in (json.loads(tools) if isinstance(tools, str) else tools)]
-            seq = render_expert(renderer, messages, tools)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}: row {i}: not an expert trace: {e}") from e
+            seq = render_expert(renderer, row.messages, row.tools or [])
+        except Exception as e:  # the tokenizer and template raise their own types; each is this row's
+            errors.append((row.number, f"cannot render it: {type(e).__name__}: {e}"))
+            continue
         if sum(seq.loss_mask) == 0:
-            raise ValueError(f"{path}: row {i}: the trace has no assistant turn to learn from")
+            errors.append((row.number, "the trace has no assistant turn to learn from"))
+            continue
         out.append(seq)
+    if errors:
+        errors.sort()
+        for number, reason in errors:
+            log.error("expert traces %s: row %d: %s", path, number, reason)
+        shown = "; ".join(f"row {n}: {reason}" for n, reason in errors[:SHOWN_ERRORS])
+        more = f"; and {len(errors) - SHOWN_ERRORS} more" if len(errors) > SHOWN_ERRORS else ""
+        raise ValueError(f"expert traces {path}: {len(errors)} of {report.read} rows are bad (row N is line N): {shown}{more}")
     if not out:
-        raise ValueError(f"{path}: no expert traces")
+        raise ValueError(f"expert traces {path}: no rows")
     return out
 
 

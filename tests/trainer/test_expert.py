@@ -52,5 +52,5 @@ def test_load_expert_reads_jsonl_and_reports_bad_rows(tmp_path, renderer):
     assert len(load_expert(path, renderer)) == 2
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(good) + "\n" + json.dumps({"messages": [{"role": "user", "content": "no answer"}], "tools": []}) + "\n")
-    with pytest.raises(ValueError, match="row 1: the trace has no assistant turn"):
+    with pytest.raises(ValueError, match="row 2: no assistant message"):
         load_expert(bad, renderer)
