@@ -1,9 +1,58 @@
-"""The `chord-env` command line: thin wrappers over the library, each command imported lazily."""
+"""The `chord-env` command line: thin wrappers over the library, each command imported lazily.
+
+Errors: a bad argument (argparse) or any error a command raises prints one line to stderr and exits
+non-zero (2 for arguments, 1 otherwise, 130 on Ctrl-C); `--debug`, before or after the command,
+shows the traceback instead. Counts are checked as arguments (`--n -1` is refused). Nothing is
+looked up on the Hugging Face Hub: `HF_HUB_OFFLINE=1` unless the environment says otherwise, and
+model folders are checked before anything loads (`chord_env.preflight` for `train`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
+from pathlib import Path
+from typing import Callable
+
+
+class UsageError(Exception):
+    """A mistake in how a command was called; its message is the whole story."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _integer(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+POSITIVE = _integer(1)
+NON_NEGATIVE = _integer(0)
 
 
 def _envs_list(args: argparse.Namespace) -> int:
@@ -62,6 +111,10 @@ def _prepare_model(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from chord_env.agents.evaluate import main
+    from chord_env.preflight import check_model
+
+    for model in args.model:
+        check_model(model)
 
     paths = main(args.model, args.suite.split(","), args.out, limit=args.limit, seed=args.seed, parser=args.parser,
                  math_problems=args.math_problems, math_samples=args.math_samples, max_tokens=args.max_tokens,
@@ -85,24 +138,52 @@ def _data_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def _data_import(args: argparse.Namespace) -> int:
+    from chord_env.data_import import import_file, write_rows
 
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UsageError(f"{out} exists; give --overwrite to replace it")
+    report = import_file(args.file, args.format)
+    print(report.summary())
+    if report.errors and args.on_error == "reject":
+        raise UsageError(f"{args.file}: {report.skipped} of {report.read} rows are bad (listed above); wrote nothing")
+    if not report.rows:
+        raise UsageError(f"{args.file}: no good rows; wrote nothing")
+    print(f"wrote {write_rows(out, report.rows)} rows to {out}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from chord_env.preflight import check_train, prepare_run_dir
     from chord_env.trainer.config import load_config
-    from chord_env.trainer.train import train
 
     if args.resume:
         if args.config or args.overrides:
-            raise SystemExit("--resume takes the run's own config.yaml; give no --config or overrides")
-        config = load_config(Path(args.resume) / "config.yaml", [])
+            raise UsageError("--resume takes the run's own config.yaml; give no --config or overrides")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UsageError(f"cannot resume {run_dir}: it is not a run folder (no config.yaml)")
+        config = dataclasses.replace(load_config(run_dir / "config.yaml", []), out=str(run_dir))  # the folder given, even if moved
     else:
         config = load_config(args.config, args.overrides)
+    check_train(config, resume=bool(args.resume), overwrite=args.overwrite)
+    if args.overwrite:
+        prepare_run_dir(config.out)
+    from chord_env.trainer.train import train
+
     print(train(config, resume=bool(args.resume)))
     return 0
 
 
 def _rollout(args: argparse.Namespace) -> int:
     from chord_env.agents.collect import collect
+    from chord_env.preflight import check_envs, check_model
+
+    check_model(args.model)
+    check_envs(args.env)
 
     print(collect(args.env, args.model, args.out, args.num_tasks, args.group, backend=args.backend,
                   temperature=args.temperature, max_turn_tokens=args.max_turn_tokens, max_context=args.max_context, seed=args.seed))
@@ -123,7 +204,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chord-env", description=__doc__)
+    parser = _Parser(prog="chord-env", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
 
     envs = commands.add_parser("envs", help="list and check registered environments")
@@ -131,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     envs_commands.add_parser("list", help="print the ids of the registered chord/ envs").set_defaults(run=_envs_list)
     check = envs_commands.add_parser("check", help="gymnasium's env checker plus a scripted episode")
     check.add_argument("ids", nargs="*", help="env ids (default: every registered chord/ env)")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=NON_NEGATIVE, default=0)
     check.set_defaults(run=_envs_check)
 
     bench = commands.add_parser("bench", help="benchmarks, each reported as a ratio against a baseline")
@@ -141,26 +222,26 @@ def build_parser() -> argparse.ArgumentParser:
     bench_env.set_defaults(run=_bench_envs)
     bench_ro = bench_commands.add_parser("rollout", help="runner vs raw vLLM tokens/s, vLLM vs HF, weight-sync paths")
     bench_ro.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
-    bench_ro.add_argument("--tasks", type=int, default=8)
-    bench_ro.add_argument("--group", type=int, default=8)
-    bench_ro.add_argument("--max-tokens", type=int, default=128)
-    bench_ro.add_argument("--repeats", type=int, default=2)
+    bench_ro.add_argument("--tasks", type=POSITIVE, default=8)
+    bench_ro.add_argument("--group", type=POSITIVE, default=8)
+    bench_ro.add_argument("--max-tokens", type=POSITIVE, default=128)
+    bench_ro.add_argument("--repeats", type=POSITIVE, default=2)
     bench_ro.set_defaults(run=_bench_rollout)
     bench_tr = bench_commands.add_parser("trainer", help="our GRPO update vs TRL's GRPOTrainer on the same batch (needs the bench extra)")
     bench_tr.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     bench_tr.add_argument("--model-dir", help="the fp32 model folder (default: in the chord-env cache; made if missing)")
-    bench_tr.add_argument("--batch", type=int, default=8, help="sequences per update")
-    bench_tr.add_argument("--prompt-tokens", type=int, default=128)
-    bench_tr.add_argument("--completion-tokens", type=int, default=128)
-    bench_tr.add_argument("--repeats", type=int, default=3, help="timed updates per side (best of them is reported)")
-    bench_tr.add_argument("--warmup", type=int, default=1, help="untimed updates per side first")
+    bench_tr.add_argument("--batch", type=POSITIVE, default=8, help="sequences per update")
+    bench_tr.add_argument("--prompt-tokens", type=POSITIVE, default=128)
+    bench_tr.add_argument("--completion-tokens", type=POSITIVE, default=128)
+    bench_tr.add_argument("--repeats", type=POSITIVE, default=3, help="timed updates per side (best of them is reported)")
+    bench_tr.add_argument("--warmup", type=NON_NEGATIVE, default=1, help="untimed updates per side first")
     bench_tr.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
     bench_tr.set_defaults(run=_bench_trainer)
     bench_ev = bench_commands.add_parser("eval", help="non-live BFCL eval with SmolLM2 on vLLM: wall time, tokens/s vs raw vLLM, checks/s")
-    bench_ev.add_argument("--limit", type=int, default=10, help="cases per non-live category (stratified, seeded)")
-    bench_ev.add_argument("--max-tokens", type=int, default=128)
-    bench_ev.add_argument("--batch-size", type=int, default=64)
-    bench_ev.add_argument("--repeats", type=int, default=2)
+    bench_ev.add_argument("--limit", type=POSITIVE, default=10, help="cases per non-live category (stratified, seeded)")
+    bench_ev.add_argument("--max-tokens", type=POSITIVE, default=128)
+    bench_ev.add_argument("--batch-size", type=POSITIVE, default=64)
+    bench_ev.add_argument("--repeats", type=POSITIVE, default=2)
     bench_ev.set_defaults(run=_bench_eval)
 
     prepare = commands.add_parser("prepare-model", help="write a model folder that transformers and vLLM load offline")
@@ -172,14 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="held-out evaluation (BFCL single-turn and multi-turn, math) with a Markdown/PNG report")
     ev.add_argument("--model", action="append", required=True, help="a model folder (repeat to compare models)")
     ev.add_argument("--suite", default="bfcl-single,math", help="comma-separated: bfcl-single, bfcl-multi-turn, math")
-    ev.add_argument("--limit", type=int, help="at most N cases per category (stratified, seeded)")
+    ev.add_argument("--limit", type=POSITIVE, help="at most N cases per category (stratified, seeded)")
     ev.add_argument("--out", required=True, help="the report folder")
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--seed", type=NON_NEGATIVE, default=0)
     ev.add_argument("--parser", choices=["hermes", "json", "pythonic"], default="hermes", help="the model's tool-call format")
-    ev.add_argument("--math-problems", type=int, default=200)
-    ev.add_argument("--math-samples", type=int, default=1, help="samples per problem (>1: sampled, for pass@k)")
-    ev.add_argument("--max-tokens", type=int, default=512)
-    ev.add_argument("--max-prompt-tokens", type=int, help="longer prompts are not sent and fail (context limit)")
+    ev.add_argument("--math-problems", type=POSITIVE, default=200)
+    ev.add_argument("--math-samples", type=POSITIVE, default=1, help="samples per problem (>1: sampled, for pass@k)")
+    ev.add_argument("--max-tokens", type=POSITIVE, default=512)
+    ev.add_argument("--max-prompt-tokens", type=POSITIVE, help="longer prompts are not sent and fail (context limit)")
     ev.set_defaults(run=_eval)
 
     data = commands.add_parser("data", help="build and inspect the tool-world and math datasets")
@@ -187,41 +268,52 @@ def build_parser() -> argparse.ArgumentParser:
     data_build = data_commands.add_parser("build", help="write train/validation/held-out JSON lines and a dataset card")
     data_build.add_argument("--out", required=True, help="the dataset folder")
     data_build.add_argument("--worlds", nargs="+", help="world names (default: all; held-out worlds go to held_out only)")
-    data_build.add_argument("--n", type=int, default=100, help="train tasks per training world")
-    data_build.add_argument("--seed", type=int, default=0, help="offset into each split's seed range")
-    data_build.add_argument("--math-n", type=int, help="math train tasks (default: --n)")
+    data_build.add_argument("--n", type=POSITIVE, default=100, help="train tasks per training world")
+    data_build.add_argument("--seed", type=NON_NEGATIVE, default=0, help="offset into each split's seed range")
+    data_build.add_argument("--math-n", type=NON_NEGATIVE, help="math train tasks (default: --n)")
     data_build.set_defaults(run=_data_build)
     data_show = data_commands.add_parser("show", help="print a few rendered examples")
     data_show.add_argument("dir")
     data_show.add_argument("--split", default="train")
-    data_show.add_argument("--count", type=int, default=3)
+    data_show.add_argument("--count", type=POSITIVE, default=3)
     data_show.set_defaults(run=_data_show)
+    data_import = data_commands.add_parser("import", help="check external expert data row by row and write the good rows for training")
+    data_import.add_argument("file", help="a JSON-lines file (row N is line N)")
+    data_import.add_argument("--out", required=True, help="the JSON-lines file to write (OpenAI messages, as `expert=` takes)")
+    data_import.add_argument("--format", choices=("openai", "sharegpt"), default="openai")
+    data_import.add_argument("--on-error", choices=("skip", "reject"), default="skip",
+                             help="skip: write the good rows and list the bad ones; reject: write nothing if any row is bad")
+    data_import.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    data_import.set_defaults(run=_data_import)
 
     tr = commands.add_parser("train", help="a CHORD training run (any config key can be overridden as key=value)")
     tr.add_argument("--config", help="a YAML file, e.g. configs/chord-phi.yaml")
-    tr.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its last complete checkpoint")
+    start = tr.add_mutually_exclusive_group()
+    start.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its last complete checkpoint")
+    start.add_argument("--overwrite", action="store_true",
+                       help="delete the contents of an existing run folder (out=) first; without it a non-empty one is refused")
     tr.add_argument("overrides", nargs="*", help="key=value, e.g. model=DIR env=chord/Worlds-v0 expert=PATH steps=20 mu.value=0.2")
     tr.set_defaults(run=_train)
 
     ro = commands.add_parser("rollout", help="sample trajectories from an env with a model into a JSON-lines file")
     ro.add_argument("--env", required=True)
     ro.add_argument("--model", required=True, help="a model folder (chord-env prepare-model)")
-    ro.add_argument("--num-tasks", type=int, default=64)
-    ro.add_argument("--group", type=int, default=8, help="samples per task")
+    ro.add_argument("--num-tasks", type=POSITIVE, default=64)
+    ro.add_argument("--group", type=POSITIVE, default=8, help="samples per task")
     ro.add_argument("--out", required=True, help="the JSON-lines file to write")
     ro.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
-    ro.add_argument("--temperature", type=float, default=1.0)
-    ro.add_argument("--max-turn-tokens", type=int, default=256)
-    ro.add_argument("--max-context", type=int, default=2048)
-    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--temperature", type=_non_negative_float, default=1.0)
+    ro.add_argument("--max-turn-tokens", type=POSITIVE, default=256)
+    ro.add_argument("--max-context", type=POSITIVE, default=2048)
+    ro.add_argument("--seed", type=NON_NEGATIVE, default=0)
     ro.set_defaults(run=_rollout)
 
     demo = commands.add_parser("demo", help="the main job: a short CHORD run on SmolLM2 with evaluation before and after")
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=NON_NEGATIVE, default=0)
     demo.add_argument("--config", default=None, help="training recipe (default: configs/demo.yaml)")
-    demo.add_argument("--fc-rows", type=int, default=3000, help="expert traces built from the function catalogue")
+    demo.add_argument("--fc-rows", type=NON_NEGATIVE, default=3000, help="expert traces built from the function catalogue")
     demo.add_argument("overrides", nargs="*", help="key=value overrides of the training config")
     demo.set_defaults(run=_demo)
 
@@ -230,17 +322,49 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated: base, a config name in configs/, or a YAML path")
     compare.add_argument("--base", default=None, help="the recipe every method is laid over (default: configs/demo.yaml)")
     compare.add_argument("--out", default="runs/compare")
-    compare.add_argument("--seed", type=int, default=0)
-    compare.add_argument("--fc-rows", type=int, default=3000, help="expert traces built from the function catalogue")
+    compare.add_argument("--seed", type=NON_NEGATIVE, default=0)
+    compare.add_argument("--fc-rows", type=NON_NEGATIVE, default=3000, help="expert traces built from the function catalogue")
     compare.add_argument("--model", choices=["smollm2-135m-instruct", "tiny-random"], default="smollm2-135m-instruct")
     compare.add_argument("overrides", nargs="*", help="key=value overrides applied to every method's config")
     compare.set_defaults(run=_compare)
+    _add_debug(parser, top=True)
     return parser
 
 
+def _add_debug(parser: argparse.ArgumentParser, top: bool = False) -> None:
+    """--debug on the top parser and on every command (where it does not overwrite the top one's)."""
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if top or not subcommands:
+        parser.add_argument("--debug", action="store_true", default=False if top else argparse.SUPPRESS,
+                            help="on an error, show the traceback instead of one line")
+    for action in subcommands:
+        for sub in action.choices.values():
+            _add_debug(sub)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, (UsageError, ValueError, OSError)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit status (see the module docstring for errors)."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"chord-env {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"chord-env {args.command}: error: {_one_line(error)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
