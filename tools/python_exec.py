@@ -1,50 +1,57 @@
-"""The built-in `python` tool: run model-written code in a separate, resource-limited interpreter.
+"""The built-in `python` tool: run model-written code in an isolated, resource-limited interpreter.
 
-Each call writes the code to a fresh temporary directory and runs it there with
-`sys.executable -I -B -X utf8` (isolated mode: no user site, no PYTHON* variables, no .pyc files) in a
-new session, with stdin closed and a minimal environment. stdout and stderr are read together, at
-most `max_output_bytes` of them; the directory is deleted afterwards. The reply is the program's
-output plus a status line when it did not exit cleanly ("Exit status 1", "Killed: exceeded the 5 s
-time limit", ...); a Python error such as `MemoryError` shows in the traceback it printed.
+Each call starts a launcher (`chord_env.tools.sandbox_init`, run as its own script) which sets up the
+isolation and runs the code with `sys.executable -I -B -X utf8 main.py` (isolated mode: no user site,
+no PYTHON* variables, no .pyc files), stdin closed and a minimal environment. stdout and stderr are
+read together, at most `max_output_bytes` of them. The reply is the program's output plus a status
+line when it did not exit cleanly ("Exit status 1", "Killed: exceeded the 5 s time limit", ...); a
+Python error such as `MemoryError` shows in the traceback it printed.
 
-Threat model. This guards against accidents and a misbehaving model on a machine we control; it is
-not a security boundary against a determined attacker (no seccomp filter, same kernel, same
-filesystem). What holds:
-- Time: a wall-clock timeout kills the whole process group (`start_new_session` + `killpg`), and
-  RLIMIT_CPU stops CPU-bound processes that leave the group.
+Threat model. This guards against a misbehaving or hostile model on a machine we control. It is not a
+boundary against a kernel exploit (no seccomp filter, same kernel). Isolation needs root with
+CAP_SYS_ADMIN (as on a plain machine or VM; a default Docker container lacks it). What holds, each
+claim checked in tests/hardening/test_sandbox_escape.py or tests/tools/test_python_sandbox.py:
+- Processes: each call runs in its own PID namespace under an init the launcher forks. When the
+  program exits, or the call times out, init dies and the kernel kills and reaps every process left
+  in the namespace, including those that called `setsid()` or double-forked, before the call returns
+  (man 7 pid_namespaces). Processes of one call cannot see or signal another's, and its /proc shows
+  its own processes only. A PID namespace rather than a cgroup: the kernel kills and reaps the
+  namespace before init's parent can wait for init, so "gone when the call returns" needs no polling,
+  and it needs only the CAP_SYS_ADMIN the network namespace needs anyway; killing a cgroup as a whole
+  (`cgroup.kill`, cgroup v2, Linux 5.14) needs a writable, delegated cgroup v2 subtree, which
+  containers often lack, and completes asynchronously. The code runs as user `nobody` (65534), so it cannot write root's files,
+  signal other users' processes or mount; RLIMIT_NPROC caps its processes (the kernel counts every
+  process `nobody` owns, so concurrent calls share the limit).
+- Network: a fresh network namespace with no interfaces up; even loopback is unreachable. Abstract
+  Unix sockets belong to the network namespace and SysV IPC objects to a fresh IPC namespace, so
+  calls cannot reach each other or the host through them either.
+- Files: in a private mount namespace every existing mount is read-only, and /tmp, /var/tmp and
+  /dev/shm are one private tmpfs of `max_disk` bytes, which is all a call can ever write (and the
+  only RAM it can fill outside RLIMIT_AS); it vanishes with the call, and no other call can see it.
+  The script is a root-owned, read-only file in it (the working directory is /tmp). RLIMIT_FSIZE caps
+  any one file. When the interpreter lives under a directory `nobody` cannot enter (e.g. a pyenv in
+  root's home), that directory is covered with an empty tmpfs showing only the interpreter's prefix.
+- Time: a wall-clock timeout ends the call as above; RLIMIT_CPU stops CPU-bound processes.
 - Memory: RLIMIT_AS caps each process's address space (`bytearray(10**10)` is a `MemoryError`).
-- Disk: RLIMIT_FSIZE caps the size of any file written (a bigger write fails with "File too
-  large"); the working directory is temporary. RLIMIT_NOFILE caps open files.
 - Output: never buffered beyond `max_output_bytes`; a program printing more is stopped.
-- Processes: RLIMIT_NPROC caps forks. The kernel ignores it for root, so as root the child first
-  switches to user `nobody` (65534), which also takes away write access to root's files, the
-  ability to signal other users' processes and to mount. The limit counts every process `nobody`
-  owns on the machine, so concurrent sandboxes share it, and so do the zombies a fork bomb leaves
-  to init (they hold slots until init reaps them, a second or two here).
-- Network (root only): the child enters a fresh network namespace (`unshare(CLONE_NEWNET)`) with no
-  interfaces up, so even loopback is unreachable.
-- Filesystem view (root only): the child enters a private mount namespace. When the interpreter
-  lives under a directory `nobody` cannot enter (e.g. a pyenv in root's home), that directory is
-  covered with an empty tmpfs in which only the interpreter's prefix is bind-mounted, read-only; so
-  the child sees the interpreter and nothing else of, say, root's home.
+- Fails closed: when the namespaces or mounts cannot be set up (`unshare` refused, no CAP_SYS_ADMIN,
+  not root), the call raises `SandboxUnavailable` without running the code, unless the tool was built
+  with `allow_unisolated=True`.
 What does not hold:
-- Not root (or root without CAP_SYS_ADMIN): no network or mount isolation, and code runs as the
-  calling user, able to read and write whatever that user can; RLIMIT_NPROC then counts all of
-  that user's processes. Namespace setup failures are silent (best effort). As root without
-  CAP_SYS_ADMIN and an interpreter `nobody` cannot reach, the tool fails with `PermissionError`
-  rather than run code as root.
 - Reading: `nobody` can read every world-readable file on the machine.
-- A process that calls `setsid()` leaves the group and survives the kill; RLIMIT_CPU still ends it
-  once it has used its CPU seconds, but a sleeping one lingers (and holds an NPROC slot).
 - The limits are per process: a few processes under RLIMIT_NPROC may each use RLIMIT_AS memory.
-- Limits are applied in a `preexec_fn`, which CPython documents as unsafe with threads in the
-  parent (a deadlock is possible in theory); it only makes system calls prepared beforehand.
+- With `allow_unisolated=True` on a machine that refuses the namespaces, the code runs in a fresh
+  temporary directory in a new session, with the same resource limits (as `nobody` when root), but
+  with the network, the machine's /tmp and /dev/shm, and the machine's processes in reach; a process
+  that leaves the session (`setsid()`) survives the call until RLIMIT_CPU ends it. Not root: the code
+  runs as the calling user and can read and write whatever that user can. Root whose interpreter
+  `nobody` cannot reach: `PermissionError` rather than run code as root.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
+import json
 import math
 import os
 import resource
@@ -58,16 +65,16 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from chord_env.tools.schema import tool
+from chord_env.tools.schema import Tool, tool
 
 NOBODY = 65534
-_CLONE_NEWNS = 0x00020000
-_CLONE_NEWNET = 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
-_MS_PRIVATE = 1 << 18
-_libc = ctypes.CDLL(None, use_errno=True)
+LAUNCHER = Path(__file__).with_name("sandbox_init.py")
+STOP_GRACE_S = 10.0
+
+
+class SandboxUnavailable(RuntimeError):
+    """The sandbox could not isolate the call, and running it without isolation was not allowed."""
 
 
 @dataclass(frozen=True)
@@ -80,78 +87,126 @@ class Limits:
     max_file_size: int = 16 * 2**20
     max_open_files: int = 64
     max_output_bytes: int = 16_000
+    max_disk: int = 64 * 2**20
 
 
-def run_python(code: str, limits: Limits = Limits()) -> str:
-    """Run `code` as a script in a sandboxed interpreter; return its output and any exit status."""
-    workdir = tempfile.mkdtemp(prefix="chord-python-")
+def run_python(code: str, limits: Limits = Limits(), allow_unisolated: bool = False) -> str:
+    """Run `code` as a script in a sandboxed interpreter; return its output and any exit status.
+
+    Raises `SandboxUnavailable` when isolation cannot be set up, unless `allow_unisolated`.
+    """
     try:
-        script = Path(workdir, "main.py")
-        script.write_text(code, encoding="utf-8")
-        root = os.geteuid() == 0
-        if root:
-            os.chown(workdir, NOBODY, NOBODY)
-            os.chown(script, NOBODY, NOBODY)
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-X", "utf8", str(script)],
-            cwd=workdir,
-            env=_environment(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup(limits, root),
-        )
-        with proc.stdout:
-            output, status = _collect(proc, limits)
-        return _format(output, status or _exit_status(proc.returncode))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        return _launch(code, limits, isolate=True)
+    except SandboxUnavailable as e:
+        if not allow_unisolated:
+            raise SandboxUnavailable(
+                f"cannot isolate the code ({e}); refusing to run it with network access "
+                "(allow_unisolated=True opts out)"
+            ) from None
+    return _launch(code, limits, isolate=False)
 
 
-@tool(timeout=None)
-def python(code: str) -> str:
-    """Run a Python program in a fresh sandboxed interpreter and return what it prints.
+def isolation_refusal() -> str | None:
+    """Why this machine refuses to isolate sandbox calls, or None when it isolates them."""
+    try:
+        _launch("", Limits(timeout=30.0), isolate=True)
+    except SandboxUnavailable as e:
+        return str(e)
+    return None
 
-    Each call starts from scratch (no state is kept between calls). Print the values you need.
-    Limits: 5 s, 512 MB of memory, no network access; output is cut after 16,000 bytes.
+
+def make_python(limits: Limits = Limits(), allow_unisolated: bool = False) -> Tool:
+    """Build the `python` tool with `limits`; `allow_unisolated` runs code even without isolation."""
+
+    def python(code: str) -> str:
+        return run_python(code, limits, allow_unisolated)
+
+    network = "network access may be available" if allow_unisolated else "no network access"
+    python.__doc__ = f"""Run a Python program in a fresh sandboxed interpreter and return what it prints.
+
+    Each call starts from scratch (no state or files are kept between calls). Print the values you
+    need. Limits: {limits.timeout:g} s, {limits.memory // 2**20} MB of memory, {network}; output is cut
+    after {limits.max_output_bytes:,} bytes.
 
     Args:
         code: A complete Python program, e.g. "import math\\nprint(math.comb(10, 3))".
     """
-    return run_python(code)
+    return tool(timeout=None)(python)
 
 
-def _environment(workdir: str) -> dict[str, str]:
+python = make_python()
+
+
+def _launch(code: str, limits: Limits, isolate: bool) -> str:
+    root = os.geteuid() == 0
+    if not isolate and root and _exposed_paths():
+        raise PermissionError(
+            f"user nobody cannot reach the interpreter {sys.executable}; refusing to run code as root"
+        )
+    workdir = None if isolate else tempfile.mkdtemp(prefix="chord-python-")
+    control_read, control_write = os.pipe()
+    try:
+        config = {
+            "isolate": isolate,
+            "parent": os.getpid(),
+            "control_fd": control_write,
+            "python": sys.executable,
+            "uid": NOBODY,
+            "env": _environment(),
+            "rlimits": _rlimits(limits),
+            "disk": limits.max_disk,
+            "exposed": _exposed_paths() if root else {},
+            "workdir": workdir,
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-B", str(LAUNCHER), json.dumps(config)],
+            cwd="/",
+            env=_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            pass_fds=(control_write,),
+            start_new_session=True,
+        )
+        os.close(control_write)
+        control_write = -1
+        try:
+            proc.stdin.write(code.encode("utf-8"))
+            proc.stdin.close()
+        except BrokenPipeError:  # the launcher failed before reading; its report says why
+            pass
+        with proc.stdout:
+            output, status = _collect(proc, limits)
+        messages = _read_messages(control_read)
+    finally:
+        os.close(control_read)
+        if control_write >= 0:
+            os.close(control_write)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if "unavailable" in messages:
+        raise SandboxUnavailable(messages["unavailable"])
+    if "error" in messages:
+        raise RuntimeError(f"the sandbox failed: {messages['error']}")
+    if status is None:
+        status = _exit_status(messages.get("returncode", proc.returncode))
+    return _format(output, status)
+
+
+def _environment() -> dict[str, str]:
     threads = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", **threads}
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", **threads}
 
 
-def _child_setup(limits: Limits, root: bool) -> Callable[[], None]:
-    """The `preexec_fn`: namespaces and privilege drop (root only), then resource limits."""
+def _rlimits(limits: Limits) -> list[tuple[int, int, int]]:
     cpu = math.ceil(limits.timeout) + 1
-    rlimits = [
-        (resource.RLIMIT_CPU, (cpu, cpu + 1)),
-        (resource.RLIMIT_AS, (limits.memory, limits.memory)),
-        (resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes)),
-        (resource.RLIMIT_FSIZE, (limits.max_file_size, limits.max_file_size)),
-        (resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files)),
+    return [
+        (resource.RLIMIT_CPU, cpu, cpu + 1),
+        (resource.RLIMIT_AS, limits.memory, limits.memory),
+        (resource.RLIMIT_NPROC, limits.max_processes, limits.max_processes),
+        (resource.RLIMIT_FSIZE, limits.max_file_size, limits.max_file_size),
+        (resource.RLIMIT_NOFILE, limits.max_open_files, limits.max_open_files),
     ]
-    exposed = _exposed_paths() if root else {}
-
-    def setup() -> None:
-        if root:
-            _libc.unshare(_CLONE_NEWNET)
-            if exposed and _private_mounts():
-                _expose(exposed)
-        for which, values in rlimits:
-            resource.setrlimit(which, values)
-        if root:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    return setup
 
 
 @functools.cache
@@ -168,28 +223,13 @@ def _exposed_paths() -> dict[str, list[str]]:
     return hidden
 
 
-def _private_mounts() -> bool:
-    """Enter a new mount namespace whose mounts do not propagate back to the host's."""
-    return _libc.unshare(_CLONE_NEWNS) == 0 and _libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) == 0
-
-
-def _expose(hidden: dict[str, list[str]]) -> None:
-    """Cover each hidden directory with an empty tmpfs and bind-mount the prefixes back, read-only."""
-    fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for prefixes in hidden.values() for p in prefixes}
-    for ancestor in hidden:
-        _libc.mount(b"tmpfs", ancestor.encode(), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"mode=0755,size=64k")
-    for prefix, fd in fds.items():
-        os.makedirs(prefix, exist_ok=True)
-        target = prefix.encode()
-        _libc.mount(f"/proc/self/fd/{fd}".encode(), target, None, _MS_BIND | _MS_REC, None)
-        _libc.mount(None, target, None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
-        os.close(fd)
-
-
 def _collect(proc: subprocess.Popen[bytes], limits: Limits) -> tuple[bytes, str | None]:
-    """Read the merged output until EOF, exit or timeout, then kill the process group.
+    """Read the merged output until EOF, exit or timeout, then stop the call.
 
-    The group leader is not reaped until after `killpg`, so its id cannot be reused meanwhile.
+    On timeout or too much output the launcher gets SIGTERM and ends the call (killing the whole
+    PID namespace) before it exits; `STOP_GRACE_S` later the process group gets SIGKILL regardless,
+    which also ends what is left of an unisolated call. The launcher is not reaped until after
+    `killpg`, so its id cannot be reused meanwhile.
     """
     fd = proc.stdout.fileno()
     poller = select.poll()
@@ -213,14 +253,43 @@ def _collect(proc: subprocess.Popen[bytes], limits: Limits) -> tuple[bytes, str 
             if size > cap:
                 status = f"Killed: output exceeded {cap} bytes"
                 break
-        elif os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+        elif _exited(proc):
             break
+    if not _exited(proc):
+        os.kill(proc.pid, signal.SIGTERM)
+        grace = time.monotonic() + STOP_GRACE_S
+        while not _exited(proc) and time.monotonic() < grace:
+            time.sleep(0.01)
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait()
     return b"".join(chunks), status
+
+
+def _exited(proc: subprocess.Popen[bytes]) -> bool:
+    """Whether the launcher has exited, leaving it unreaped."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _read_messages(fd: int) -> dict[str, object]:
+    """The launcher's JSON lines, merged (the first of each key wins)."""
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    messages: dict[str, object] = {}
+    for line in data.splitlines():
+        for key, value in json.loads(line).items():
+            messages.setdefault(key, value)
+    return messages
 
 
 def _exit_status(returncode: int) -> str | None:

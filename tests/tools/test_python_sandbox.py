@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from chord_env.tools import execute, python
-from chord_env.tools.python_exec import NOBODY, Limits, run_python
+from chord_env.tools.python_exec import (
+    NOBODY,
+    STOP_GRACE_S,
+    Limits,
+    _exposed_paths,
+    isolation_refusal,
+    run_python,
+)
 from chord_env.types import ToolCall
 
 ROOT = os.geteuid() == 0
 FAST = Limits(timeout=2.0)
-
-
-def _netns_available() -> bool:
-    if not ROOT or shutil.which("unshare") is None:
-        return False
-    return subprocess.run(["unshare", "--net", "true"], capture_output=True).returncode == 0
+REFUSAL = isolation_refusal()
+pytestmark = pytest.mark.skipif(REFUSAL is not None, reason=f"the kernel refuses the sandbox here: {REFUSAL}")
 
 
 def _sandbox_processes() -> list[tuple[int, str]]:
@@ -76,22 +77,19 @@ def test_memory_bomb() -> None:
 
 
 def test_growing_list_memory_bomb() -> None:
-    start = time.monotonic()
-    out = run_python("x = []\nwhile True:\n    x.append(bytearray(10**6))", FAST)
-    assert "MemoryError" in out and time.monotonic() - start < 3
+    out = run_python("x = []\nwhile True:\n    x.append(bytearray(10**6))", Limits(timeout=30.0))
+    assert "MemoryError" in out  # RLIMIT_AS ends it, not the time limit
 
 
 def test_infinite_loop_is_killed() -> None:
     start = time.monotonic()
     out = run_python("while True:\n    pass", Limits(timeout=1.0))
     assert out == "Killed: exceeded the 1 s time limit"
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 1 + STOP_GRACE_S  # the stop waits at most STOP_GRACE_S
 
 
 def test_fork_bomb_ends_and_leaves_no_processes() -> None:
-    start = time.monotonic()
     out = run_python("import os\nwhile True:\n    os.fork()", FAST)
-    assert time.monotonic() - start < 4
     assert "Resource temporarily unavailable" in out or "Killed" in out
     assert _wait_until_gone(1, zombies_too=False) == []  # SIGKILL takes effect within moments
     # Orphaned zombies wait for init to reap them and hold `nobody`'s process slots until then.
@@ -113,15 +111,14 @@ def test_huge_file_is_refused() -> None:
 
 
 def test_output_is_capped() -> None:
-    start = time.monotonic()
     out = run_python("while True:\n    print('y' * 1000)", Limits(timeout=2.0, max_output_bytes=5000))
     assert out.endswith("Killed: output exceeded 5000 bytes")
-    assert len(out) < 5100 and time.monotonic() - start < 2
+    assert len(out) < 5100
 
 
-def test_temp_dir_is_removed() -> None:
-    workdir = run_python("import os\nprint(os.getcwd())", FAST).strip()
-    assert "chord-python-" in workdir and not os.path.exists(workdir)
+def test_runs_in_a_private_tmp_with_only_its_script() -> None:
+    out = run_python("import os\nprint(os.getcwd(), os.listdir(), os.environ['HOME'], os.environ['TMPDIR'])", FAST)
+    assert out == "/tmp ['main.py'] /tmp /tmp\n"
 
 
 @pytest.mark.skipif(not ROOT, reason="privileges are dropped only when running as root")
@@ -130,13 +127,20 @@ def test_runs_as_nobody_and_cannot_touch_callers_files(tmp_path: Path) -> None:
     target.write_text("s3cret")
     os.chmod(tmp_path, 0o700)
     out = run_python(f"import os\nprint(os.getuid())\nprint(open({str(target)!r}).read())", FAST)
-    assert out.startswith(f"{NOBODY}\n") and "PermissionError" in out and "s3cret" not in out
+    assert out.startswith(f"{NOBODY}\n") and "s3cret" not in out
+    assert "PermissionError" in out or "FileNotFoundError" in out  # the caller's /tmp is not even visible
 
 
-@pytest.mark.skipif(not _netns_available(), reason="needs root and network namespaces")
 def test_socket_to_loopback_fails() -> None:
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nprint('connected')"
         out = run_python(code, FAST)
     assert "connected" not in out.splitlines() and "OSError" in out
+
+
+@pytest.mark.skipif(not (ROOT and _exposed_paths()), reason="the interpreter is reachable by nobody here")
+def test_a_hidden_interpreter_directory_shows_only_the_interpreter() -> None:
+    for ancestor, prefixes in _exposed_paths().items():
+        visible = sorted({Path(p).relative_to(ancestor).parts[0] for p in prefixes})
+        assert run_python(f"import os\nprint(sorted(os.listdir({ancestor!r})))", FAST) == f"{visible}\n"
