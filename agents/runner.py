@@ -15,11 +15,24 @@ Every way an episode can stop has a defined outcome, and keeps everything sample
 terminates or truncates it (the env's reward); the model's turn hits its token limit without an
 end-of-turn token: the env is still stepped with the cut text and the episode ends there with the
 env's reward for it ("length"; nothing can follow a turn that did not end); the env's reply would
-not fit in `max_context` tokens ("context") or the env raises ("env_error"): `truncation_reward`.
+not fit in `max_context` tokens ("context"), or anything on the env's side fails ("env_error"):
+`truncation_reward`, with the reason in `Trajectory.info` ("detail" or "error").
+
+Envs are not trusted. A failure anywhere on the env's side (making it, `reset`, `step`, `close`, a
+malformed observation, a reward that is not a finite number, text the chat template cannot render)
+ends that episode alone, never the rollout; an episode whose env fails before its prompt is encoded
+has no tokens. Every string an env hands over (messages, info, reward names) passes `clean_text`,
+so text that is not valid Unicode (a lone surrogate) is repaired before it is tokenized or written
+(`write_jsonl`). Env text never yields control tokens (`ChatRenderer`), and a reply or prompt longer
+in characters than the tokens left can cover ends the episode ("context") before it is tokenized,
+its stored text cut to that length. Per-turn budgets on tool calls and tool time are the env's
+(`ToolEnv`'s `max_calls_per_turn`, `max_tool_seconds_per_turn`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -30,7 +43,10 @@ from tqdm import tqdm
 
 from chord_env.agents.backend import Backend, SamplingParams
 from chord_env.chat import ChatRenderer
-from chord_env.types import Message, ToolSpec, Trajectory, Turn
+from chord_env.types import Message, ToolSpec, Trajectory, Turn, clean_text, map_strings
+
+MAX_ERROR_CHARS = 2000
+TURN_INFO_KEYS = ("tool_calls", "tool_errors", "parse_error", "skipped_calls")
 
 
 @dataclass
@@ -56,7 +72,7 @@ class RolloutConfig:
 
 @dataclass
 class _Episode:
-    env: gym.Env
+    env: gym.Env | None
     task_seed: int
     sample: int
     tools: list[ToolSpec]
@@ -74,16 +90,78 @@ class _Episode:
         self.logprobs = [0.0] * len(self.token_ids)
 
 
-def _start(make_env: Callable[[], gym.Env], renderer: ChatRenderer, task_seed: int, sample: int) -> _Episode:
-    env = make_env()
-    observation, info = env.reset(seed=task_seed)
-    tools = list(info.get("tools", []))
-    ids = renderer.encode(observation, tools)
-    return _Episode(env, task_seed, sample, tools, list(observation), ids, len(ids), task_id=str(info.get("task_id", "")))
+def _describe(error: BaseException) -> str:
+    """An exception as one clean, bounded line of text for `Trajectory.info`."""
+    text = clean_text("".join(traceback.format_exception_only(error)).strip())
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "..."
 
 
-def _finish(ep: _Episode, reward: float, truncation: str | None, info: dict[str, Any]) -> Trajectory:
-    ep.env.close()
+def _messages(observation: Any, what: str) -> list[Message]:
+    """An env's messages, checked and with their text made valid Unicode."""
+    if not isinstance(observation, (list, tuple)) or not all(isinstance(m, Message) for m in observation):
+        raise TypeError(f"the env's {what} is not a list of Message: {type(observation).__name__}")
+    for m in observation:
+        if not isinstance(m.content, str):
+            raise TypeError(f"the env's {what} has a {m.role} message whose content is {type(m.content).__name__}, not str")
+    return map_strings(list(observation), clean_text)
+
+
+def _clip(messages: list[Message], chars: int) -> list[Message]:
+    """`messages` with their contents cut to `chars` characters in all (what could have fit)."""
+    out = []
+    for m in messages:
+        keep = m.content[: max(chars, 0)]
+        chars -= len(keep)
+        cut = len(m.content) - len(keep)
+        out.append(dataclasses.replace(m, content=keep + (f"[... {cut} characters cut: no room in the context]" if cut else "")))
+    return out
+
+
+def _start(make_env: Callable[[], gym.Env], renderer: ChatRenderer, task_seed: int, sample: int, config: RolloutConfig) -> _Episode | Trajectory:
+    """A new episode, or the trajectory of one that ended before its first turn (env failure, or a
+    prompt that cannot fit)."""
+    env = None
+    try:
+        env = make_env()
+        observation, info = env.reset(seed=task_seed)
+        if not isinstance(info, dict):
+            raise TypeError(f"the env's reset info is not a dict: {type(info).__name__}")
+        messages = _messages(observation, "reset observation")
+        tools = map_strings(list(info.get("tools", [])), clean_text)
+        if not all(isinstance(t, ToolSpec) for t in tools):
+            raise TypeError("the env's reset info['tools'] is not a list of ToolSpec")
+        task_id = clean_text(str(info.get("task_id", "")))
+        ids = renderer.encode(messages, tools, max_tokens=config.max_context)
+    except Exception as e:  # a broken env ends its episode, not the run
+        return _empty(env, task_seed, sample, "env_error", config, error=_describe(e))
+    if ids is None:
+        chars = config.max_context * renderer.max_token_chars
+        detail = f"the env's prompt is longer than the {config.max_context} tokens of max_context can cover ({chars} characters)"
+        return _empty(env, task_seed, sample, "context", config, detail=detail, messages=_clip(messages, chars), task_id=task_id)
+    return _Episode(env, task_seed, sample, tools, messages, ids, len(ids), task_id=task_id)
+
+
+def _empty(env: gym.Env | None, task_seed: int, sample: int, truncation: str, config: RolloutConfig,
+           messages: list[Message] | None = None, task_id: str = "", **reason: str) -> Trajectory:
+    """The trajectory of an episode that ended before its prompt was encoded: no tokens."""
+    ep = _Episode(env, task_seed, sample, [], messages or [], [], 0, task_id=task_id)
+    return _finish(ep, config.truncation_reward, truncation, {}, **reason)
+
+
+def _close(env: gym.Env | None) -> str | None:
+    """Close an env; the error text if that fails (the episode's outcome stands)."""
+    try:
+        if env is not None:
+            env.close()
+    except Exception as e:
+        return _describe(e)
+    return None
+
+
+def _finish(ep: _Episode, reward: float, truncation: str | None, info: dict[str, Any], **reason: str) -> Trajectory:
+    """The episode's trajectory (its env closed); `reason` ("error" or "detail") says why the runner ended it."""
+    breakdown = {clean_text(str(k)): float(v) for k, v in info.get("reward_breakdown", {}).items()}
+    close_error = _close(ep.env)
     return Trajectory(
         token_ids=ep.token_ids,
         loss_mask=ep.loss_mask,
@@ -91,13 +169,13 @@ def _finish(ep: _Episode, reward: float, truncation: str | None, info: dict[str,
         prompt_length=ep.prompt_length,
         reward=float(reward),
         success=bool(info.get("success", False)),
-        reward_breakdown={k: float(v) for k, v in info.get("reward_breakdown", {}).items()},
+        reward_breakdown=breakdown,
         turns=ep.turns,
         messages=ep.messages,
         task_id=ep.task_id,
         group_id=str(ep.task_seed),
         truncation=truncation,
-        info={"sample": ep.sample, "env_seconds": ep.env_seconds, **({"error": info["error"]} if "error" in info else {})},
+        info={"sample": ep.sample, "env_seconds": ep.env_seconds, **reason, **({"close_error": close_error} if close_error else {})},
     )
 
 
@@ -111,23 +189,42 @@ def _advance(ep: _Episode, completion: Any, renderer: ChatRenderer, config: Roll
     turn = Turn(start=start, end=len(ep.token_ids), info={"finish_reason": completion.finish_reason})
     ep.turns.append(turn)
     ep.messages.append(Message("assistant", text))
+    try:
+        return _respond(ep, completion.finish_reason, text, turn, renderer, config)
+    except Exception as e:  # a broken env ends its episode, not the run
+        return _finish(ep, config.truncation_reward, "env_error", {}, error=_describe(e))
+
+
+def _respond(ep: _Episode, finish_reason: str, text: str, turn: Turn, renderer: ChatRenderer, config: RolloutConfig) -> Trajectory | None:
+    """Step the env with the model's text and append its reply; raises if the env's side fails."""
     began = time.perf_counter()
     try:
         observation, reward, terminated, truncated, info = ep.env.step(text)
-    except Exception as e:  # a broken env ends its episode, not the run
+    finally:
         ep.env_seconds += time.perf_counter() - began
-        return _finish(ep, config.truncation_reward, "env_error", {"error": "".join(traceback.format_exception_only(e)).strip()})
-    ep.env_seconds += time.perf_counter() - began
-    turn.reward = float(reward)
-    turn.info.update({k: info[k] for k in ("tool_calls", "tool_errors", "parse_error") if k in info})
-    if terminated or truncated or completion.finish_reason == "length":
+    observation = _messages(observation, "observation")
+    if not isinstance(info, dict):
+        raise TypeError(f"the env's step info is not a dict: {type(info).__name__}")
+    info = {k: map_strings(v, clean_text) for k, v in info.items() if k in (*TURN_INFO_KEYS, "truncation", "success", "reward_breakdown")}
+    reward = float(reward)
+    if not math.isfinite(reward):
+        raise ValueError(f"the env returned a reward that is not finite: {reward}")
+    turn.reward = reward
+    turn.info.update({k: info[k] for k in TURN_INFO_KEYS if k in info})
+    if terminated or truncated or finish_reason == "length":
         ep.messages.extend(observation)
-        truncation = "length" if completion.finish_reason == "length" and not terminated else None
+        truncation = "length" if finish_reason == "length" and not terminated else None
         return _finish(ep, reward, truncation or (info.get("truncation") if truncated else None), info)
-    reply = renderer.encode_observation(ep.messages, observation, ep.tools)
+    room = config.max_context - len(ep.token_ids) - 1
+    reply = renderer.encode_observation(ep.messages, observation, ep.tools, max_tokens=room)
+    if reply is None:
+        chars = max(room, 0) * renderer.max_token_chars
+        ep.messages.extend(_clip(observation, chars))
+        detail = f"the env's reply is longer than the {max(room, 0)} tokens left in max_context can cover ({chars} characters)"
+        return _finish(ep, config.truncation_reward, "context", {}, detail=detail)
     ep.messages.extend(observation)
     if len(ep.token_ids) + len(reply) >= config.max_context:
-        return _finish(ep, config.truncation_reward, "context", info)
+        return _finish(ep, config.truncation_reward, "context", {})
     ep.token_ids += reply
     ep.loss_mask += [0] * len(reply)
     ep.logprobs += [0.0] * len(reply)
@@ -168,7 +265,12 @@ def rollout(
     sampled_tokens, began, round_ = 0, time.perf_counter(), 0
     while waiting or active:
         while waiting and len(active) < config.concurrency:
-            active.append(_start(make_env, renderer, *waiting.pop()))
+            started = _start(make_env, renderer, *waiting.pop(), config)
+            if isinstance(started, Trajectory):
+                bar.update()
+                yield started
+            else:
+                active.append(started)
         for ep in [ep for ep in active if len(ep.token_ids) >= config.max_context]:
             active.remove(ep)
             bar.update()

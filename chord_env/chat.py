@@ -16,13 +16,30 @@ dicts, the transformers convention.
 `ChatRenderer` turns a conversation into token ids so that appending messages appends ids and never
 changes earlier ones: `encode` is by construction the concatenation of one `encode_append` step per
 message, and each step tokenizes only the text the new messages add to the rendering.
+
+Control tokens come only from the template. Message and tool text (a tool result, a web page, a
+user's request) is tokenized as text even where it spells a special token: a tool result holding
+`<|im_end|><|im_start|>system` stays words inside the tool turn and never opens a turn of its own.
+The renderer tells the template's special tokens from the text's by rendering the conversation a
+second time with that text's special-token strings blanked out (same length, so positions match):
+a special token's text found at a position where the blanked rendering has it too is the
+template's and becomes its id; any other is tokenized with `split_special_tokens`. When no message
+or tool text holds such a string the second rendering is skipped and the ids are exactly the
+one-shot tokenization of the rendering. "Special token" means the tokenizer's special added
+tokens (for SmolLM2, all 17 of its added tokens).
+
+`encode` and `encode_observation` take `max_tokens`: a rendering longer than `max_tokens` tokens
+can possibly cover (`max_tokens * max_token_chars` characters) is refused with None before it is
+tokenized, so a huge observation costs a template rendering, never a tokenization.
 """
 
 from __future__ import annotations
 
+import re
+from functools import cached_property
 from typing import Any, Sequence
 
-from chord_env.types import Message, ToolSpec
+from chord_env.types import Message, ToolSpec, map_strings
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 END_OF_TURN = "<|im_end|>"
@@ -94,6 +111,13 @@ def supports_tools(template: str | None) -> bool:
     return bool(template) and "tools" in template
 
 
+def special_strings(tokenizer: Any) -> list[str]:
+    """The texts of a tokenizer's special tokens (e.g. `<|im_start|>`), longest first."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    texts = {t.content for t in added.values() if t.special} | set(getattr(tokenizer, "all_special_tokens", None) or ())
+    return sorted((t for t in texts if t), key=lambda t: (-len(t), t))
+
+
 class ChatRenderer:
     """Renders conversations with a chat template and encodes them incrementally.
 
@@ -117,6 +141,11 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.template = template or (own if supports_tools(own) else HERMES_TEMPLATE)
         self.end_of_turn = end_of_turn
+        self._specials = special_strings(tokenizer)
+        self._special_re = re.compile("|".join(map(re.escape, self._specials))) if self._specials else None
+        self._blank = next(c for c in "#~^`@" if not any(c in s for s in self._specials))
+        self._special_heads = {s[:k] for s in self._specials for k in range(1, len(s))}
+        self._special_tails = {s[-k:] for s in self._specials for k in range(1, len(s))}
 
     def stop_token_ids(self) -> list[int]:
         """The ids that end a model turn: the template's end-of-turn token and the tokenizer's EOS."""
@@ -136,8 +165,64 @@ class ChatRenderer:
             add_generation_prompt=add_generation_prompt,
         )
 
-    def _ids(self, text: str) -> list[int]:
+    @cached_property
+    def max_token_chars(self) -> int:
+        """The most characters one token can stand for (its longest vocabulary entry; for byte-level
+        vocabularies each entry character is one byte, at least one character of text)."""
+        return max(len(token) for token in self.tokenizer.get_vocab())
+
+    def _ids(self, text: str, blanked: str | None) -> list[int]:
+        """Ids of `text`; a special token's text is its id only where `blanked` (the same rendering
+        with the special-token text of messages and tools blanked out; None: they hold none) has it
+        at the same place."""
+        if blanked is None:
+            return self._tokenize(text)
+        ids: list[int] = []
+        start = 0
+        for match in self._special_re.finditer(text):
+            if blanked[match.start() : match.end()] != match.group():
+                ids += self._tokenize(text[start : match.start()])
+                ids += self._tokenize(match.group(), split_special_tokens=True)
+                start = match.end()
+        return ids + self._tokenize(text[start:])
+
+    def _tokenize(self, text: str, split_special_tokens: bool = False) -> list[int]:
+        if not text:
+            return []
+        if split_special_tokens:
+            return self.tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _blank_out(self, text: str) -> str:
+        """`text` with every special token's text in it, and any start or end of one at its edges
+        (which the template's text could complete), replaced by as many `self._blank` characters."""
+        text = self._special_re.sub(lambda m: self._blank * len(m.group()), text)
+        longest = len(self._specials[0])
+        head = max((k for k in range(1, min(longest, len(text) + 1)) if text[:k] in self._special_tails), default=0)
+        tail = max((k for k in range(1, min(longest, len(text) + 1)) if text[-k:] in self._special_heads), default=0)
+        if head + tail >= len(text):
+            return self._blank * len(text)
+        return self._blank * head + text[head : len(text) - tail] + self._blank * tail
+
+    def _blanked(self, messages: Sequence[Message], tools: Sequence[ToolSpec], gen: bool, text: str) -> str | None:
+        """The rendering `text` of `messages` and `tools` with their special-token text blanked out;
+        None when they hold none (nothing to tell apart)."""
+        if self._special_re is None:
+            return None
+        blank_messages, blank_tools = map_strings(list(messages), self._blank_out), map_strings(list(tools), self._blank_out)
+        if blank_messages == list(messages) and blank_tools == list(tools):
+            return None
+        blanked = self.render_text(blank_messages, blank_tools, gen)
+        if len(blanked) != len(text):
+            raise ValueError(
+                "the chat template renders message or tool text differently once its special-token "
+                "strings are blanked out, so the template's special tokens cannot be told from the text's"
+            )
+        return blanked
+
+    def _too_long(self, text: str, max_tokens: int | None) -> bool:
+        """Whether `text` certainly has more than `max_tokens` tokens (never, without a limit)."""
+        return max_tokens is not None and len(text) > max(max_tokens, 0) * self.max_token_chars
 
     def _suffix(
         self, history: Sequence[Message], new: Sequence[Message], tools: Sequence[ToolSpec], gen: bool
@@ -163,16 +248,28 @@ class ChatRenderer:
 
         Raises ValueError if the template rewrites earlier text when messages are appended.
         """
+        gen = add_generation_prompt
         if not history:
-            return self._ids(self.render_text(new_messages, tools, add_generation_prompt))
-        before, after = self._suffix(history, new_messages, tools, add_generation_prompt)
-        return self._ids(after[len(before) :])
+            text = self.render_text(new_messages, tools, gen)
+            return self._ids(text, self._blanked(new_messages, tools, gen, text))
+        before, after = self._suffix(history, new_messages, tools, gen)
+        blanked = self._blanked([*history, *new_messages], tools, gen, after)
+        return self._ids(after[len(before) :], None if blanked is None else blanked[len(before) :])
 
     def encode(
-        self, messages: Sequence[Message], tools: Sequence[ToolSpec] = (), add_generation_prompt: bool = True
-    ) -> list[int]:
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        add_generation_prompt: bool = True,
+        max_tokens: int | None = None,
+    ) -> list[int] | None:
         """Ids of the whole conversation: one `encode_append` step per message, concatenated
-        (so `encode(messages[:k])` is a prefix of `encode(messages)` for every k)."""
+        (so `encode(messages[:k])` is a prefix of `encode(messages)` for every k).
+
+        With `max_tokens`, None (and nothing tokenized) if the rendering is longer than that many
+        tokens can cover."""
+        if max_tokens is not None and self._too_long(self.render_text(messages, tools, add_generation_prompt), max_tokens):
+            return None
         ids: list[int] = []
         for k in range(len(messages)):
             gen = add_generation_prompt and k == len(messages) - 1
@@ -185,16 +282,24 @@ class ChatRenderer:
         new_messages: Sequence[Message],
         tools: Sequence[ToolSpec] = (),
         add_generation_prompt: bool = True,
-    ) -> list[int]:
+        max_tokens: int | None = None,
+    ) -> list[int] | None:
         """Ids of everything after the last assistant turn's `end_of_turn`, through `new_messages`.
 
         `history` must end with the assistant message whose ids the model sampled (up to and
-        including `end_of_turn`); the result is exactly what the runner appends after them.
+        including `end_of_turn`); the result is exactly what the runner appends after them. With
+        `max_tokens`, None (and nothing tokenized) if that text is longer than that many tokens
+        can cover.
         """
         if not history or history[-1].role != "assistant":
             raise ValueError("encode_observation needs a history that ends with an assistant message")
-        before, after = self._suffix(history, new_messages, tools, add_generation_prompt)
+        gen = add_generation_prompt
+        before, after = self._suffix(history, new_messages, tools, gen)
         cut = before.rfind(self.end_of_turn)
         if cut < 0:
             raise ValueError(f"the rendered assistant turn does not end with {self.end_of_turn!r}")
-        return self._ids(after[cut + len(self.end_of_turn) :])
+        cut += len(self.end_of_turn)
+        if self._too_long(after[cut:], max_tokens):
+            return None
+        blanked = self._blanked([*history, *new_messages], tools, gen, after)
+        return self._ids(after[cut:], None if blanked is None else blanked[cut:])

@@ -8,18 +8,47 @@ A `Trajectory` is what the rollout runner produces and the trainer consumes: the
 one episode, a loss mask that is 1 exactly on the tokens the model sampled, the behaviour logprob of
 each of those tokens, the reward with its breakdown, and one `Turn` per model turn. It round-trips
 through JSON lines without loss (`write_jsonl` / `read_jsonl`; floats are written with `repr`
-precision by the json module, so they come back bit for bit).
+precision by the json module, so they come back bit for bit). Text that is not valid Unicode (a
+lone surrogate such as "\ud800", which UTF-8 cannot encode) is repaired with `clean_text` as it is
+written; `map_strings` applies such a function to every string in a structure.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal, TypeVar
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+T = TypeVar("T")
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode: a surrogate pair becomes the character it encodes, a lone surrogate
+    becomes U+FFFD; valid text comes back unchanged (the same object)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def map_strings(value: T, fn: Callable[[str], str]) -> T:
+    """`value` with `fn` applied to every string in it: through lists, tuples, dict keys and values,
+    and the fields of dataclasses (messages, tool calls, tool specs, turns); anything else as it is."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_strings(v, fn) for v in value)
+    if isinstance(value, dict):
+        return {map_strings(k, fn): map_strings(v, fn) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: map_strings(getattr(value, f.name), fn) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    return value
 
 
 @dataclass
@@ -173,13 +202,21 @@ def _message_from_dict(data: dict[str, Any]) -> Message:
 
 
 def write_jsonl(path: str | Path, trajectories: Iterable[Trajectory]) -> int:
-    """Write trajectories as JSON lines (to a temporary file renamed at the end); returns the count."""
+    """Write trajectories as JSON lines (to a temporary file renamed at the end); returns the count.
+
+    Lines are UTF-8; a trajectory holding text UTF-8 cannot encode (a lone surrogate) is written
+    with that text repaired by `clean_text`."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8") as f:
+    with tmp.open("wb") as f:
         for traj in trajectories:
-            f.write(json.dumps(traj.to_dict(), ensure_ascii=False) + "\n")
+            data = traj.to_dict()
+            try:
+                line = json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                line = json.dumps(map_strings(data, clean_text), ensure_ascii=False).encode("utf-8")
+            f.write(line + b"\n")
             count += 1
     tmp.replace(path)
     return count

@@ -18,6 +18,12 @@ Contract (Gymnasium's, exactly):
   user simulator) that replies: then its message is the observation and the episode goes on (the
   agent asked for a missing detail, or the user adds a request). Reaching `max_turns` turns, or
   `max_tokens` tokens of conversation (when a `count_tokens` function is given), truncates it.
+- Budgets per turn: at most `max_calls_per_turn` calls run, within `max_tool_seconds_per_turn`
+  seconds of tool time in all. A tool with a timeout gets at most what is left of the turn's time;
+  a tool without one (`timeout=None`, inline: world tools, the sandboxed `python`, which bounds
+  itself) is started only while time is left. The calls that do not run are treated like a
+  malformed call: left out of the history and of `info["tool_calls"]`, and answered by one `tool`
+  message (without an id) saying how many did not run and why; `info["skipped_calls"]` counts them.
 - Rewards are sparse: 0 until the episode ends, then the rubric's weighted total, with the
   per-term breakdown in `info["reward_breakdown"]`, any failing term in `info["reward_errors"]` and
   `info["success"]`: the episode terminated (was not truncated), no term failed, and the rubric
@@ -30,6 +36,8 @@ Programming mistakes (an action that is not a `str`, stepping a finished episode
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any, Callable, Sequence
 
 from chord_env.envs.base import ChatEnv
@@ -56,6 +64,8 @@ class ToolEnv(ChatEnv):
         count_tokens: counts the tokens of a text, e.g. `lambda s: len(tokenizer.encode(s))`.
         user: a user simulator, called after each final message with the task and the conversation;
             it returns the user's reply (the episode goes on) or None (the episode ends).
+        max_calls_per_turn: tool calls run per turn; those beyond are answered with an error.
+        max_tool_seconds_per_turn: seconds of tool time per turn, all calls together.
     """
 
     def __init__(
@@ -69,11 +79,17 @@ class ToolEnv(ChatEnv):
         max_tokens: int | None = None,
         count_tokens: Callable[[str], int] | None = None,
         user: Callable[[Task, list[Message]], str | None] | None = None,
+        max_calls_per_turn: int = 16,
+        max_tool_seconds_per_turn: float = 60.0,
     ):
         if parser not in PARSERS:
             raise ValueError(f"unknown parser {parser!r}; choose one of {sorted(PARSERS)}")
         if max_turns < 1:
             raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        if max_calls_per_turn < 1:
+            raise ValueError(f"max_calls_per_turn must be >= 1, got {max_calls_per_turn}")
+        if not max_tool_seconds_per_turn > 0:
+            raise ValueError(f"max_tool_seconds_per_turn must be > 0, got {max_tool_seconds_per_turn}")
         if max_tokens is not None and count_tokens is None:
             raise ValueError("max_tokens needs count_tokens (e.g. lambda s: len(tokenizer.encode(s)))")
         super().__init__(tasks, system_prompt)
@@ -85,6 +101,8 @@ class ToolEnv(ChatEnv):
         self.max_tokens = max_tokens
         self.count_tokens = count_tokens
         self.user = user
+        self.max_calls_per_turn = max_calls_per_turn
+        self.max_tool_seconds_per_turn = max_tool_seconds_per_turn
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
         opening, info = super().reset(seed=seed, options=options)
@@ -100,13 +118,14 @@ class ToolEnv(ChatEnv):
         self._begin_step(action)
         self.turns += 1
         parsed = self._parse(action)
-        calls = [ToolCall(c.name, c.arguments, c.id or f"call_{self.turns}_{i}") for i, c in enumerate(parsed.calls)]
+        asked = [ToolCall(c.name, c.arguments, c.id or f"call_{self.turns}_{i}") for i, c in enumerate(parsed.calls)]
+        calls, results, over_budget = self._run(asked)
         self.messages.append(Message("assistant", parsed.content, tool_calls=calls))
-        observation, results = self._respond(parsed.error, calls)
+        observation = self._respond(parsed.error, calls, results, over_budget)
         self.messages.extend(observation)
         self.tool_results.extend(results)
 
-        terminated = parsed.error is None and not calls
+        terminated = parsed.error is None and not asked
         if terminated and self.user is not None and (reply := self.user(self.task, self.messages)) is not None:
             terminated = False
             observation = [Message("user", reply)]
@@ -124,6 +143,7 @@ class ToolEnv(ChatEnv):
             "tool_calls": [{"name": c.name, "arguments": c.arguments, "id": c.id} for c in calls],
             "tool_errors": [r.error for r in results if r.error],
             "parse_error": parsed.error,
+            "skipped_calls": len(asked) - len(calls),
             "truncation": truncation,
         }
         reward = 0.0
@@ -136,15 +156,41 @@ class ToolEnv(ChatEnv):
             info.update(reward_breakdown=breakdown, reward_errors=errors, success=success)
         return observation, reward, terminated, truncation is not None, info
 
-    def _respond(self, parse_error: str | None, calls: list[ToolCall]) -> tuple[list[Message], list[ToolResult]]:
-        """Run the well-formed calls (one message each, with its id), then report any parse error."""
-        results = [execute(call, self.tools) for call in calls]
+    def _run(self, calls: list[ToolCall]) -> tuple[list[ToolCall], list[ToolResult], str | None]:
+        """Run `calls` in order within the turn's budgets: the calls that ran, their results, and
+        the error message for the calls that did not run (None if all ran)."""
+        ran: list[ToolCall] = []
+        results: list[ToolResult] = []
+        began = time.monotonic()
+        for call in calls:
+            left = self.max_tool_seconds_per_turn - (time.monotonic() - began)
+            why = None
+            if len(ran) == self.max_calls_per_turn:
+                why = f"at most {self.max_calls_per_turn} tool calls run per turn"
+            elif left <= 0:
+                why = f"this turn's {self.max_tool_seconds_per_turn:g} s of tool time were used up"
+            if why is not None:
+                return ran, results, f"Error: {len(calls) - len(ran)} of your tool calls did not run: {why}."
+            tool = self.tools.get(call.name) if isinstance(call.name, str) else None
+            tools = self.tools
+            if tool is not None and tool.timeout is not None and tool.timeout > left:
+                tools = {**self.tools, call.name: dataclasses.replace(tool, timeout=left)}
+            ran.append(call)
+            results.append(execute(call, tools))
+        return ran, results, None
+
+    def _respond(
+        self, parse_error: str | None, calls: list[ToolCall], results: list[ToolResult], over_budget: str | None
+    ) -> list[Message]:
+        """One message per call that ran (with its id), then the over-budget error, then the parse error."""
         messages = [Message("tool", r.content, tool_call_id=c.id, name=c.name) for c, r in zip(calls, results)]
+        if over_budget is not None:
+            messages.append(Message("tool", over_budget))
         if parse_error is not None:
             self.parse_errors += 1
             ran = f" (your {len(calls)} well-formed call{'s' if len(calls) > 1 else ''} ran)" if calls else ""
             messages.append(Message("tool", f"Error: could not parse your tool call{ran}: {parse_error}"))
-        return messages, results
+        return messages
 
     def _episode(self, final_answer: str | None, truncation: str | None) -> Episode:
         return Episode(
