@@ -21,6 +21,9 @@ Engine choices, for this project's machines (docs/platform.md, "vLLM on CPU"):
   `VLLM_CPU_OMP_THREADS_BIND` is already set. Per-request seeds crash the CPU engine, so there a
   `SamplingParams.seed` is ignored and the engine's own `seed` makes runs reproducible (the same
   sequence of calls from a fresh engine gives the same samples); on CUDA it is passed through.
+- The engine's processes die with the process that owns them, even one killed with SIGKILL: before
+  an engine starts, `orphan_guard.guard_descendants()` gives this process a watchdog that kills its
+  descendants once it is gone (vLLM's own clean-up runs only on an orderly exit).
 - vLLM's cache dir (`VLLM_CACHE_ROOT`) points into a temporary folder removed on `close()`, unless
   the caller set `VLLM_CACHE_ROOT` or passes `cache_dir`.
 
@@ -51,6 +54,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from chord_env.agents.backend import Completion, SamplingParams
+from chord_env.agents.orphan_guard import guard_descendants
 from chord_env.agents.weight_sync import save_weights
 from chord_env.models import check_model_dir
 
@@ -135,6 +139,7 @@ class VLLMBackend:
     def _start(self, folder: Path) -> Any:
         from vllm import LLM
 
+        guard_descendants()
         return LLM(model=str(folder), seed=self.seed + self.restarts, **self._engine_kwargs)
 
     def _sampling_params(self, params: SamplingParams) -> Any:
