@@ -15,6 +15,7 @@ resumed run needs the folder's `config.yaml` and a complete checkpoint.
 from __future__ import annotations
 
 import difflib
+import importlib
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,7 +48,13 @@ def check_envs(env: str | dict[str, float]) -> None:
     import chord_env
     from chord_env.envs.mixture import mix_weights
 
-    for env_id in mix_weights(env):
+    for spec in mix_weights(env):
+        module, _, env_id = spec.rpartition(":")  # gymnasium's "module:id" imports the module that registers id
+        if module:
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                raise PreflightError(f"env {spec!r}: cannot import {module!r} ({e})") from None
         if env_id not in gym.envs.registry:
             close = difflib.get_close_matches(env_id, chord_env.list(), n=1)
             hint = f"did you mean {close[0]!r}?" if close else "`chord-env envs list` shows the registered ones"

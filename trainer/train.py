@@ -330,6 +330,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     """Run (or resume) a CHORD training run in `config.out`; returns the run folder."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from chord_env.preflight import check_inputs
+
+    check_inputs(config)  # model folder, env ids, expert rows: before anything loads or is written
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / "config.yaml")
