@@ -71,7 +71,11 @@ class TrainConfig:
     expert_per_step: int = 8
     """E, expert traces per step, drawn cyclically from the expert set"""
     micro_batch_tokens: int = 4096
-    """token budget of one micro-batch (gradient accumulation up to the full step)"""
+    """token budget of one micro-batch, padding included (gradient accumulation up to the full step); a
+    sequence longer than this gets a micro-batch of its own. Sequences are grouped longest first and
+    padded to the group's longest, so a smaller budget wastes less on padding: on CPU, where a small
+    batch costs no more per token, 1024 trains catalogue traces 1.3x faster than 4096 (26% of a
+    4096-token micro-batch was padding)"""
     lr: float = 1e-6
     """AdamW learning rate"""
     second_stage_lr: float | None = None
@@ -196,8 +200,6 @@ def _problems(c: TrainConfig):
         yield "aggregation", f"must be one of {sorted(AGGREGATIONS)}, got {c.aggregation!r}"
     if c.max_turn_tokens > c.max_context:
         yield "max_turn_tokens", f"must be <= max_context ({c.max_context}), got {c.max_turn_tokens}"
-    if c.micro_batch_tokens < c.max_context:
-        yield "micro_batch_tokens", f"must hold one whole episode, >= max_context ({c.max_context})"
     if c.expert_per_step == 0 and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "expert_per_step", "must be >= 1: mu > 0 at some step, so the SFT term needs expert traces"
     if c.tis_cap is not None and not c.tis_cap >= 1:

@@ -82,14 +82,16 @@ def task_seeds(config: TrainConfig, step: int) -> list[int]:
 
 
 def rl_sequences(trajectories: list[Trajectory]) -> list[Sequence]:
-    """Trajectories -> sequences with GRPO advantages, normalised within each group (same task)."""
+    """Trajectories -> sequences with GRPO advantages, normalised within each group (same task). An
+    episode that ended before its prompt was encoded (an env failure) has no tokens: its reward counts
+    in its group's normalisation, and it yields no sequence."""
     groups: dict[str, list[Trajectory]] = {}
     for t in trajectories:
         groups.setdefault(t.group_id, []).append(t)
     out = []
     for members in groups.values():
         advantages = group_advantages(torch.tensor([[t.reward for t in members]], dtype=torch.float64))[0]
-        out += [Sequence(t.token_ids, t.loss_mask, t.logprobs, float(a)) for t, a in zip(members, advantages)]
+        out += [Sequence(t.token_ids, t.loss_mask, t.logprobs, float(a)) for t, a in zip(members, advantages) if t.token_ids]
     return out
 
 

@@ -55,7 +55,7 @@ def test_mu_overrides_switch_kind_and_accept_a_number():
         (["learned_mu=1"], ["learned_mu", "bool"]),
         (["learned_mu=true", "mu=0"], ["mu", "learned_mu"]),
         (["expert_per_step=0"], ["expert_per_step", "mu > 0"]),
-        (["max_context=8192"], ["micro_batch_tokens", "max_context"]),
+        (["max_turn_tokens=4096", "max_context=2048"], ["max_turn_tokens", "max_context"]),
         (["steps"], ["steps", "key=value"]),
         (["steps=[1"], ["steps", "YAML"]),
     ],

@@ -2,6 +2,7 @@
 sequences without loss tokens are skipped, and the ids trained on are the trajectories' ids."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -94,3 +95,12 @@ def test_rl_sequences_keep_the_sampled_ids_and_normalise_per_group():
     assert [s.logprobs for s in out] == [t.logprobs for t in trajs]
     # group a: rewards [1, 0], mean 0.5, unbiased std 0.7071 -> +-0.7071; group b: identical -> 0
     assert [round(s.advantage, 4) for s in out] == [0.7071, -0.7071, 0.0, 0.0]
+
+
+def test_an_episode_without_tokens_counts_in_its_group_but_yields_no_sequence():
+    """An env that failed before the prompt was encoded gives an empty trajectory (agents/runner.py)."""
+    full = Trajectory(token_ids=[5, 6, 7], loss_mask=[0, 1, 1], logprobs=[0.0, -0.1, -0.2], prompt_length=1, reward=1.0, group_id="a")
+    empty = Trajectory(token_ids=[], loss_mask=[], logprobs=[], prompt_length=0, reward=0.0, group_id="a")
+    out = rl_sequences([full, empty, dataclasses.replace(empty, group_id="b")])
+    assert [s.token_ids for s in out] == [[5, 6, 7]]
+    assert round(out[0].advantage, 4) == 0.7071  # normalised against the empty one's reward 0
