@@ -171,7 +171,7 @@ class ChatRenderer:
         vocabularies each entry character is one byte, at least one character of text)."""
         return max(len(token) for token in self.tokenizer.get_vocab())
 
-    def _ids(self, text: str, blanked: str | None) -> list[int]:
+    def text_ids(self, text: str, blanked: str | None) -> list[int]:
         """Ids of `text`; a special token's text is its id only where `blanked` (the same rendering
         with the special-token text of messages and tools blanked out; None: they hold none) has it
         at the same place."""
@@ -204,7 +204,7 @@ class ChatRenderer:
             return self._blank * len(text)
         return self._blank * head + text[head : len(text) - tail] + self._blank * tail
 
-    def _blanked(self, messages: Sequence[Message], tools: Sequence[ToolSpec], gen: bool, text: str) -> str | None:
+    def blanked_rendering(self, messages: Sequence[Message], tools: Sequence[ToolSpec], gen: bool, text: str) -> str | None:
         """The rendering `text` of `messages` and `tools` with their special-token text blanked out;
         None when they hold none (nothing to tell apart)."""
         if self._special_re is None:
@@ -251,10 +251,10 @@ class ChatRenderer:
         gen = add_generation_prompt
         if not history:
             text = self.render_text(new_messages, tools, gen)
-            return self._ids(text, self._blanked(new_messages, tools, gen, text))
+            return self.text_ids(text, self.blanked_rendering(new_messages, tools, gen, text))
         before, after = self._suffix(history, new_messages, tools, gen)
-        blanked = self._blanked([*history, *new_messages], tools, gen, after)
-        return self._ids(after[len(before) :], None if blanked is None else blanked[len(before) :])
+        blanked = self.blanked_rendering([*history, *new_messages], tools, gen, after)
+        return self.text_ids(after[len(before) :], None if blanked is None else blanked[len(before) :])
 
     def encode(
         self,
@@ -301,5 +301,5 @@ class ChatRenderer:
         cut += len(self.end_of_turn)
         if self._too_long(after[cut:], max_tokens):
             return None
-        blanked = self._blanked([*history, *new_messages], tools, gen, after)
-        return self._ids(after[cut:], None if blanked is None else blanked[cut:])
+        blanked = self.blanked_rendering([*history, *new_messages], tools, gen, after)
+        return self.text_ids(after[cut:], None if blanked is None else blanked[cut:])

@@ -38,33 +38,35 @@ log = logging.getLogger(__name__)
 
 
 def render_expert(renderer: ChatRenderer, messages: list[Message], tools: list[ToolSpec]) -> Sequence:
-    """Token ids of a whole expert conversation with loss mask 1 on the assistant turns' sampled part."""
+    """Token ids of a whole expert conversation with loss mask 1 on the assistant turns' sampled part.
+    Control tokens come only from the template, as in the rollouts: message and tool text that spells
+    a special token is tokenized as text (`ChatRenderer.text_ids`)."""
     ids: list[int] = []
     mask: list[int] = []
-
-    def add(text: str, loss: int) -> None:
-        piece = renderer.tokenizer(text, add_special_tokens=False)["input_ids"]
-        ids.extend(piece)
-        mask.extend([loss] * len(piece))
-
     for k, message in enumerate(messages):
         history = messages[:k]
         before = renderer.render_text(history, tools, False) if history else ""
         after = renderer.render_text(messages[: k + 1], tools, False)
         if not after.startswith(before):
             raise ValueError("the chat template is not incremental; cannot render expert traces")
-        delta = after[len(before) :]
+        blanked = renderer.blanked_rendering(messages[: k + 1], tools, False, after)
+
+        def add(start: int, end: int, loss: int) -> None:
+            piece = renderer.text_ids(after[start:end], None if blanked is None else blanked[start:end])
+            ids.extend(piece)
+            mask.extend([loss] * len(piece))
+
         if message.role != "assistant":
-            add(delta, 0)
+            add(len(before), len(after), 0)
             continue
-        header = renderer.render_text(history, tools, True)[len(before) :]
-        end = delta.rfind(renderer.end_of_turn)
-        if not delta.startswith(header) or end < 0:
+        header = len(renderer.render_text(history, tools, True))
+        end = after.rfind(renderer.end_of_turn)
+        if not after.startswith(renderer.render_text(history, tools, True)) or end < header:
             raise ValueError(f"assistant turn {k} does not render as generation prompt + response + end of turn")
         end += len(renderer.end_of_turn)
-        add(header, 0)
-        add(delta[len(header) : end], 1)
-        add(delta[end:], 0)
+        add(len(before), header, 0)
+        add(header, end, 1)
+        add(end, len(after), 0)
     return Sequence(token_ids=ids, loss_mask=mask, logprobs=[0.0] * len(ids))
 
 
