@@ -9,8 +9,9 @@ What is held equal: the number of optimizer steps, the per-step batch (E expert 
 rollouts, whichever the method uses), the learning rate, the data (one build, the same expert mix and
 task seeds) and the seeds. Wall time and update tokens are not equal (an SFT step costs no rollouts)
 and are reported beside the scores. The cold-start schedules are aligned: `sft-then-grpo` switches
-at the base recipe's `mu.hold_steps`, the step where CHORD starts blending, so the two differ only in
-what follows the shared SFT phase.
+at the base recipe's `mu.hold_steps`, the step where CHORD starts blending, and an `sft-warmup`
+method (`chord-phi-warm`) holds pure SFT exactly as long, so they differ only in what follows the
+shared SFT phase.
 
 The report (`report.md`, `summary.json`, `accuracy.png`, `curves.png`) holds the table with 95% Wilson
 intervals, the curves of reward, training success, held-out success, mu, entropy, KL to the initial
@@ -44,8 +45,12 @@ def method_config(method: str, base: Path, out: Path) -> Path:
     base_recipe = yaml.safe_load(base.read_text()) or {}
     recipe = {**base_recipe, **(yaml.safe_load(path.read_text()) or {})}
     base_mu = base_recipe.get("mu")
-    if recipe["mu"].get("kind") == "switch" and isinstance(base_mu, dict) and "hold_steps" in base_mu:
-        recipe["mu"] = {**recipe["mu"], "at": base_mu["hold_steps"]}
+    if isinstance(base_mu, dict) and "hold_steps" in base_mu:
+        kind = recipe["mu"].get("kind")
+        if kind == "switch":
+            recipe["mu"] = {**recipe["mu"], "at": base_mu["hold_steps"]}
+        elif kind == "sft-warmup":
+            recipe["mu"] = {**recipe["mu"], "hold_steps": base_mu["hold_steps"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(f"# {path.name} over {base.name} (chord-env compare)\n" + yaml.safe_dump(recipe, sort_keys=False))
     return out

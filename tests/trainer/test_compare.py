@@ -22,6 +22,9 @@ def test_a_method_sets_the_blend_and_the_base_sets_the_rest(tmp_path):
     switch = load_config(method_config("sft-then-grpo", CONFIGS / "demo.yaml", tmp_path / "s.yaml"), ["model=m"])
     hold = base["mu"]["hold_steps"]
     assert switch.mu(hold - 1) == 1.0 and switch.mu(hold) == 0.0  # switches where CHORD starts blending
+    assert switch.second_stage_lr < switch.lr  # the GRPO stage: a fresh optimizer at a lower rate
+    warm = load_config(method_config("chord-phi-warm", CONFIGS / "demo.yaml", tmp_path / "w.yaml"), ["model=m"])
+    assert warm.mu(hold - 1) == 1.0 and warm.mu(hold) == warm.mu(base["steps"] - 1) == 0.1 and warm.token_weight == "phi"
     with pytest.raises(FileNotFoundError, match="no-such"):
         method_config("no-such", CONFIGS / "demo.yaml", tmp_path / "x.yaml")
 
