@@ -5,7 +5,10 @@ Formats:
   null only on an assistant turn) and optionally `tool_calls`, `tool_call_id`, `name`; an assistant's
   `tool_calls` are `{"id", "type": "function", "function": {"name", "arguments"}}` (or the flat
   `{"id", "name", "arguments"}`) with arguments a JSON object or a JSON string of one; `tools` are
-  OpenAI tool specs (a list, or a JSON string of one; absent: the row names no tool list).
+  OpenAI tool specs (a list, or a JSON string of one; absent: the row names no tool list), and
+  `tools_shown` (optional, same form) the same tools as the model is to be shown them, when that
+  spelling differs (`chord-env data build` writes both: `tools` in JSON Schema for other tools,
+  `tools_shown` in the benchmark spellings its tasks show).
 - `sharegpt`: a row `{"conversations": [{"from": ..., "value": ...}], "tools": ..., "system": ...}` with
   roles `system`, `human`/`user`, `gpt`/`assistant`, `tool`/`observation`/`function_response`;
   assistant calls are `<tool_call>{"name", "arguments"}</tool_call>` blocks after the turn's text; a
@@ -26,7 +29,8 @@ not UTF-8 (Latin-1, binary), not JSON, too long (`MAX_LINE_BYTES`) or nested too
 like any other. `on_error="skip"` keeps the good rows and reports each bad one by row number with its
 reason; `"reject"` raises on the first bad row. `ImportReport` counts read, kept and skipped rows and
 lists every error; `write_rows` writes kept rows in the `openai` format `chord_env.trainer.expert`
-loads (`chord-env data import` does both).
+loads (`chord-env data import` does both), with arguments as JSON objects and tool lists as lists,
+as `chord-env data build` writes them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from chord_env.chat import template_message
 from chord_env.types import ROLES, Message, ToolCall, ToolSpec
 
 MAX_DEPTH = 64
@@ -66,18 +71,27 @@ class _BadLine:
 
 @dataclass
 class ImportedRow:
-    """One imported conversation: its row number, its messages and the tools it offered (None: the row
-    named no tool list, which is not the same as an empty one)."""
+    """One imported conversation: its row number, its messages, the tools it offered (None: the row
+    named no tool list, which is not the same as an empty one) and, when the row has `tools_shown`,
+    those tools as the model is shown them."""
 
     number: int
     messages: list[Message]
     tools: list[ToolSpec] | None
+    tools_shown: list[ToolSpec] | None = None
+
+    @property
+    def training_tools(self) -> list[ToolSpec]:
+        """The tools a trace is rendered with for training: `tools_shown` when given, else `tools`."""
+        return self.tools_shown if self.tools_shown is not None else self.tools or []
 
     def to_openai(self) -> dict[str, Any]:
-        """The row in the `openai` format, tools (if any list) as a JSON string, as `chord-env data build` writes them."""
-        out: dict[str, Any] = {"messages": [m.to_openai() for m in self.messages]}
-        if self.tools is not None:
-            out["tools"] = json.dumps([t.to_openai() for t in self.tools], ensure_ascii=False)
+        """The row in the `openai` format, arguments as JSON objects and tool lists as lists, as
+        `chord-env data build` writes them."""
+        out: dict[str, Any] = {"messages": [template_message(m) for m in self.messages]}
+        for key, tools in (("tools", self.tools), ("tools_shown", self.tools_shown)):
+            if tools is not None:
+                out[key] = [t.to_openai() for t in tools]
         return out
 
 
@@ -208,17 +222,17 @@ def _tool_call(data: Any, what: str) -> ToolCall:
     return ToolCall(_name(fn.get("name"), f"{what}: name"), _arguments(fn["arguments"], what), _optional_str(data, "id", what))
 
 
-def _tools(row: dict[str, Any]) -> list[ToolSpec] | None:
-    raw = row.get("tools")
+def _tools(row: dict[str, Any], key: str = "tools") -> list[ToolSpec] | None:
+    raw = row.get(key)
     if raw is None:
         return None
     if isinstance(raw, str):
-        raw = parse_json(raw, "tools")
+        raw = parse_json(raw, key)
     if not isinstance(raw, list):
-        raise ValueError(f"tools must be a list of tool specs, got {type(raw).__name__}")
+        raise ValueError(f"{key} must be a list of tool specs, got {type(raw).__name__}")
     out = []
     for i, spec in enumerate(raw):
-        what = f"tool {i}"
+        what = f"{key} {i}" if key != "tools" else f"tool {i}"
         if not isinstance(spec, dict):
             raise ValueError(f"{what} must be an object, got {type(spec).__name__}")
         if "function" in spec:
@@ -240,7 +254,7 @@ def _tools(row: dict[str, Any]) -> list[ToolSpec] | None:
         out.append(ToolSpec(_name(fn.get("name"), f"{what}: name"), description, parameters))
     names = [t.name for t in out]
     if duplicates := sorted({n for n in names if names.count(n) > 1}):
-        raise ValueError(f"tools: duplicate names {duplicates}")
+        raise ValueError(f"{key}: duplicate names {duplicates}")
     return out
 
 
@@ -334,16 +348,18 @@ def convert_row(row: Any, fmt: str, number: int = 0) -> ImportedRow:
     if problem := json_problem(row):
         raise ValueError(problem)
     messages = _openai_messages(row) if fmt == "openai" else _sharegpt_messages(row)
-    tools = _tools(row)
+    tools, shown = _tools(row), _tools(row, "tools_shown")
     if not any(m.role == "assistant" for m in messages):
         raise ValueError("no assistant message")
+    if shown is not None and (tools is None or [t.name for t in shown] != [t.name for t in tools]):
+        raise ValueError("tools_shown must name the same tools as tools, in the same order")
     if tools is not None:
         names = {t.name for t in tools}
         for m in messages:
             for c in m.tool_calls:
                 if c.name not in names:
                     raise ValueError(f"unknown tool {c.name!r}: the row offers {sorted(names)}")
-    return ImportedRow(number, messages, tools)
+    return ImportedRow(number, messages, tools, shown)
 
 
 def _import(numbered: Iterable[tuple[int, Any]], fmt: str, on_error: str) -> ImportReport:

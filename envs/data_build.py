@@ -11,11 +11,19 @@ functions that train never offers. `fc_rows(n, split)` builds such rows on its o
 thousand a second).
 
 Each row: `id`, `world`, `pattern`, `split`, `messages` (OpenAI format; assistant tool calls with
-ids and JSON-string arguments, tool results produced by executing the calls in a fresh world),
-`tools` (the specs the model saw, a JSON string: their schemas differ row to row) and `task` (the
-task as a JSON string, enough to rebuild it and replay it in its env). Every world trace is
-replayed through its env while building and must earn `MAX_REWARD`, or the build fails.
-`datasets.load_dataset("json", data_files=...)` loads the files.
+ids and their `arguments` as JSON objects, as transformers' chat templates and TRL take them; tool
+results produced by executing the calls in a fresh world), `tools` (OpenAI tool specs with valid
+JSON Schema), `tools_shown` (the same specs as the model was shown them: half the tasks spell types
+the way BFCL and other benchmarks do, "dict", "float", "tuple"; the trainer renders these, so the
+model learns the spellings it is evaluated on), `task` (the task as a JSON string, enough to rebuild
+it and replay it in its env) and `reward`. Every world trace is replayed through its env while
+building and must earn `MAX_REWARD`, or the build fails.
+
+`README.md` is a dataset card whose `configs:` block names every split file and whose features
+declare `arguments` and the tool specs as JSON, so `datasets.load_dataset(folder)` (datasets >= 4.7)
+returns each split as itself with every row's objects exactly as written. Files written before
+this format (arguments and `tools` as JSON strings, no `tools_shown`) still load as expert traces
+(`chord_env.data_import`).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import yaml
 from tqdm import tqdm
 
 from chord_env.envs.function_call_env import FunctionCallEnv
@@ -37,7 +46,10 @@ from chord_env.envs.task import Task
 from chord_env.envs.world_tasks import world_task
 from chord_env.envs.worlds import MAX_REWARD, world_env
 from chord_env.tools.worlds import HELD_OUT, TRAIN_WORLDS
-from chord_env.types import Message, ToolCall
+from chord_env.types import Message, ToolCall, ToolSpec
+
+SPLITS = ("train", "validation", "held_out", "math_train", "math_validation", "fc_train", "fc_validation")
+"""every split a data folder may hold, each in `<split>.jsonl`, in the dataset card's order"""
 
 
 def task_to_json(task: Task) -> str:
@@ -59,10 +71,39 @@ def task_from_json(text: str) -> Task:
 
 
 def _message_row(message: Message) -> dict[str, Any]:
-    """A message with every key present (one schema for all rows, as Arrow wants)."""
-    data = message.to_openai()
-    return {"role": data["role"], "content": data["content"], "tool_calls": data.get("tool_calls", []),
-            "tool_call_id": data.get("tool_call_id"), "name": data.get("name")}
+    """A message with every key present (one schema for all rows, as Arrow wants), arguments as objects."""
+    calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in message.tool_calls]
+    return {"role": message.role, "content": message.content, "tool_calls": calls, "tool_call_id": message.tool_call_id,
+            "name": message.name}
+
+
+_JSON_SCHEMA_TYPES = {"dict": "object", "float": "number", "tuple": "array"}
+
+
+def _json_schema_types(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_json_schema_types(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "type" and isinstance(value, str):
+            out[key] = _JSON_SCHEMA_TYPES.get(value, value)
+        elif key == "type" and isinstance(value, list) and all(isinstance(v, str) for v in value):
+            out[key] = [_JSON_SCHEMA_TYPES.get(v, v) for v in value]
+        else:
+            out[key] = _json_schema_types(value)
+    return out
+
+
+def json_schema_spec(spec: ToolSpec) -> ToolSpec:
+    """`spec` with BFCL's type spellings ("dict", "float", "tuple") written as JSON Schema's."""
+    return ToolSpec(spec.name, spec.description, _json_schema_types(spec.parameters))
+
+
+def tool_columns(shown: Sequence[ToolSpec]) -> dict[str, list[dict[str, Any]]]:
+    """A row's `tools` (valid JSON Schema) and `tools_shown` (as the model saw them), as OpenAI specs."""
+    return {"tools": [json_schema_spec(s).to_openai() for s in shown], "tools_shown": [s.to_openai() for s in shown]}
 
 
 def world_row(task: Task, split: str, env: Any) -> dict[str, Any]:
@@ -74,16 +115,15 @@ def world_row(task: Task, split: str, env: Any) -> dict[str, Any]:
         done = terminated or truncated
     if not done or abs(reward - MAX_REWARD) > 1e-9 or not step_info["success"]:
         raise RuntimeError(f"{task.id}: the expert trace earned {reward} (done={done}), not {MAX_REWARD}")
-    tools = [spec.to_openai() for spec in info["tools"]]
     return {"id": task.id, "world": task.info["world"], "pattern": task.info["pattern"], "split": split,
-            "messages": [_message_row(m) for m in env.unwrapped.messages], "tools": json.dumps(tools),
+            "messages": [_message_row(m) for m in env.unwrapped.messages], **tool_columns(info["tools"]),
             "task": task_to_json(task), "reward": reward}
 
 
 def math_row(task: Task, split: str) -> dict[str, Any]:
     messages = [Message("user", task.prompt), Message("assistant", task.expert[0])]
     return {"id": task.id, "world": task.info["world"], "pattern": "math", "split": split,
-            "messages": [_message_row(m) for m in messages], "tools": "[]", "task": task_to_json(task), "reward": 1.0}
+            "messages": [_message_row(m) for m in messages], **tool_columns([]), "task": task_to_json(task), "reward": 1.0}
 
 
 def fc_row(task: Task, split: str, env: FunctionCallEnv) -> dict[str, Any]:
@@ -95,8 +135,7 @@ def fc_row(task: Task, split: str, env: FunctionCallEnv) -> dict[str, Any]:
     calls = [ToolCall(c.name, c.arguments, id=f"call_{i}") for i, c in enumerate(task.answer)]
     messages = [Message("user", task.prompt), Message("assistant", "" if calls else task.expert[0], tool_calls=calls)]
     return {"id": task.id, "world": "function_catalog", "pattern": task.info["shape"], "split": split,
-            "messages": [_message_row(m) for m in messages], "tools": json.dumps([t.to_openai() for t in task.tools]),
-            "task": task_to_json(task), "reward": reward}
+            "messages": [_message_row(m) for m in messages], **tool_columns(task.tools), "task": task_to_json(task), "reward": reward}
 
 
 def fc_rows(n: int, split: str = "train", seed: int = 0, weights: dict[str, float] | None = None) -> list[dict[str, Any]]:
@@ -114,6 +153,7 @@ def build_function_rows(out: str | Path, n: int, seed: int = 0, weights: dict[st
     rows = {"fc_train": fc_rows(n, "train", seed, weights), "fc_validation": fc_rows(max(1, n // 10), "validation", seed, weights)}
     for split, split_rows in rows.items():
         _write(out / f"{split}.jsonl", split_rows)
+    write_card(out)
     return {"rows": {s: len(r) for s, r in rows.items()}, "shapes": dict(Counter(r["pattern"] for r in rows["fc_train"]).most_common())}
 
 
@@ -121,6 +161,40 @@ def _write(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     with path.open("w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+_STRING = {"dtype": "string"}
+FEATURES = [
+    {"name": "id", **_STRING}, {"name": "world", **_STRING}, {"name": "pattern", **_STRING}, {"name": "split", **_STRING},
+    {"name": "messages", "list": [
+        {"name": "role", **_STRING}, {"name": "content", **_STRING},
+        {"name": "tool_calls", "list": [{"name": "id", **_STRING}, {"name": "type", **_STRING}, {"name": "function", "struct": [
+            {"name": "name", **_STRING}, {"name": "arguments", "dtype": "json"}]}]},
+        {"name": "tool_call_id", **_STRING}, {"name": "name", **_STRING}]},
+    {"name": "tools", "list": "json"}, {"name": "tools_shown", "list": "json"},
+    {"name": "task", **_STRING}, {"name": "reward", "dtype": "float64"},
+]
+"""the rows' features as a dataset card states them (`datasets` YAML): arguments and tool specs are JSON,
+which differ from row to row (as Arrow structs, each row would gain every other row's keys as nulls)"""
+
+FC_CARD = """# chord-env function-calling data
+
+Single-turn requests over chord-env's own function catalogue (`fc_train`, `fc_validation`), written
+by `chord_env.envs.data_build.build_function_rows`; `chord-env data build` describes a full build.
+"""
+
+
+def write_card(out: Path, body: str | None = None) -> None:
+    """Write `out/README.md`: a YAML header whose `configs:` block names each `<split>.jsonl` in `out` as
+    its split and whose features declare the JSON fields, then `body` (None: the card's current body,
+    or `FC_CARD` if there is none)."""
+    card = out / "README.md"
+    if body is None:
+        old = card.read_text(encoding="utf-8") if card.is_file() else ""
+        body = old.split("\n---\n", 1)[1].lstrip("\n") if old.startswith("---\n") and "\n---\n" in old else (old or FC_CARD)
+    files = [{"split": s, "path": f"{s}.jsonl"} for s in SPLITS if (out / f"{s}.jsonl").is_file()]
+    header = {"configs": [{"config_name": "default", "data_files": files}], "dataset_info": {"features": FEATURES}}
+    card.write_text("---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n" + body, encoding="utf-8")
 
 
 def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, seed: int = 0, math_n: int | None = None,
@@ -162,7 +236,7 @@ def build(out: str | Path, worlds: Sequence[str] | None = None, n: int = 100, se
     report = diversity(rows)
     report["seconds"] = round(time.monotonic() - started, 1)
     report["args"] = {"worlds": chosen, "n": n, "seed": seed, "math_n": math_n, "fc_n": fc_n}
-    (out / "README.md").write_text(dataset_card(report), encoding="utf-8")
+    write_card(out, dataset_card(report))
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
 
@@ -196,6 +270,7 @@ def diversity(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
 
 def dataset_card(report: dict[str, Any]) -> str:
+    """The card's body (Markdown): how the data was built, rows per split and the diversity report."""
     def table(counts: dict[str, Any], head: str) -> str:
         return f"| {head} | count |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in counts.items())
 
@@ -241,8 +316,13 @@ def show(directory: str | Path, split: str = "train", count: int = 3) -> str:
     with (Path(directory) / f"{split}.jsonl").open(encoding="utf-8") as f:
         for _, line in zip(range(count), f):
             row = json.loads(line)
-            lines.append(f"=== {row['id']} ({row['world']}, {row['pattern']}, {len(json.loads(row['tools']))} tools)")
+            tools = json.loads(row["tools"]) if isinstance(row["tools"], str) else row["tools"]  # a string in old files
+            lines.append(f"=== {row['id']} ({row['world']}, {row['pattern']}, {len(tools)} tools)")
             for m in row["messages"]:
-                calls = " ".join(f"{c['function']['name']}({c['function']['arguments']})" for c in m["tool_calls"])
+                calls = " ".join(f"{c['function']['name']}({_arguments_text(c['function']['arguments'])})" for c in m["tool_calls"])
                 lines.append(f"[{m['role']}] {m['content']} {calls}".rstrip())
     return "\n".join(lines)
+
+
+def _arguments_text(arguments: Any) -> str:
+    return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)

@@ -1,7 +1,10 @@
 """Expert traces for the SFT term: read and checked row by row, rendered with the rollouts' chat template.
 
-A trace is a JSON-lines row `{"messages": [OpenAI-format messages], "tools": [OpenAI tool specs]}`
-(`chord-env data build` writes `tools` as a JSON string, since specs differ from row to row; both work).
+A trace is a JSON-lines row `{"messages": [OpenAI-format messages], "tools": [OpenAI tool specs]}`,
+arguments and tool lists as JSON objects or (older files) JSON strings. A row with `tools_shown`
+(`chord-env data build` writes it: the specs in the spelling its tasks show the model, while `tools`
+holds them in valid JSON Schema) is rendered with `tools_shown`, so the model learns the spelling it
+is shown in rollouts and evaluation.
 Rows are read line by line and checked by the importer (`chord_env.data_import`, format "openai"),
 not through Arrow, which would merge dict keys across rows (one row's arguments gaining other rows'
 keys as null); a file with any bad row is refused, every bad row named by its line and reason.
@@ -82,7 +85,7 @@ def load_expert(path: str | Path, renderer: ChatRenderer) -> list[Sequence]:
     out = []
     for row in report.rows:
         try:
-            seq = render_expert(renderer, row.messages, row.tools or [])
+            seq = render_expert(renderer, row.messages, row.training_tools)
         except Exception as e:  # the tokenizer and template raise their own types; each is this row's
             errors.append((row.number, f"cannot render it: {type(e).__name__}: {e}"))
             continue

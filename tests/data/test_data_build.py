@@ -48,12 +48,12 @@ def test_rows_replay_to_full_reward_and_tool_results_come_from_execution(built):
         assert ids == [m["tool_call_id"] for m in row["messages"] if m["role"] == "tool"]
 
 
-def test_datasets_loads_the_files(built):
+def test_datasets_loads_the_folder(built, tmp_path):
     from datasets import load_dataset
 
     out, report = built
-    data = load_dataset("json", data_files={s: str(out / f"{s}.jsonl") for s in ("train", "validation", "held_out", "math_train")})
-    assert data["train"].num_rows == report["rows"]["train"]
+    data = load_dataset(str(out), cache_dir=str(tmp_path))
+    assert {s: data[s].num_rows for s in data} == report["rows"]
     assert data["train"][0]["messages"][0]["role"] in ("system", "user")
 
 

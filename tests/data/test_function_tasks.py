@@ -241,7 +241,7 @@ def test_rendered_traces_fit_the_token_budget(smollm2_tokenizer):
     lengths = []
     for row in fc_rows(300, "train"):
         messages = [Message.from_openai(m) for m in row["messages"]]
-        tools = [ToolSpec.from_openai(t) for t in json.loads(row["tools"])]
+        tools = [ToolSpec.from_openai(t) for t in row["tools_shown"]]
         lengths.append(len(render_expert(renderer, messages, tools).token_ids))
     assert 150 <= float(np.mean(lengths)) <= 400, np.mean(lengths)
 
