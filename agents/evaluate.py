@@ -17,6 +17,19 @@ seeded generator and kept in the suite's order, so two models see the same cases
 BFCL multi-turn (`bfcl-multi-turn`) is a conversation, not one completion: its cases carry a task
 of `envs.bfcl_multi_turn`, and `evaluate_multi_turn` plays them greedily through the rollout runner
 (one episode per case); the env scores each with BFCL's multi-turn checker.
+
+A model behind an OpenAI-compatible server (`main(..., backend="openai", base_url=...)`) is
+evaluated one of two ways, by what we have of its tokenizer:
+- with `tokenizer` (a folder holding the served model's tokenizer and chat template): exactly as a
+  local model, token-in/token-out through `OpenAIBackend` (`/completions` with vLLM's token-id
+  extensions), so the prompts are our template's ids and the numbers compare with a local run; every
+  suite, multi-turn included;
+- with the model's name only: through `chat_backend.ChatBackend` (`/chat/completions`, what any
+  hosted API offers), `evaluate_chat`: the server renders the prompt with its own template and the
+  reply's text (its tool calls written in the `parser` format) goes through the same checks. The
+  prompt rendering is the server's, so the numbers measure the model as served rather than under our
+  template, and `max_prompt_tokens` does not apply (the server enforces its window). Single-turn
+  suites only: multi-turn play needs token ids.
 """
 
 from __future__ import annotations
@@ -29,7 +42,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from chord_env.agents.backend import Backend, SamplingParams, open_backend
+from chord_env.agents.backend import Backend, SamplingParams, capabilities, open_backend
+from chord_env.agents.chat_backend import ChatBackend
 from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.chat import ChatRenderer
 from chord_env.envs import bfcl, bfcl_multi_turn
@@ -218,8 +232,31 @@ def evaluate(
     return results
 
 
+def evaluate_chat(
+    client: ChatBackend,
+    cases: Sequence[EvalCase],
+    params: SamplingParams,
+    parser: str = "hermes",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[CaseResult]:
+    """`evaluate` through a chat-completions endpoint: `params.n` replies per case, each written as
+    text with its tool calls in `parser`'s format and scored by the case's check; `prompt_tokens` is
+    the server's count."""
+    results = []
+    with tqdm(total=len(cases), desc="eval", unit="case", disable=not progress) as bar:
+        for start in range(0, len(cases), batch_size):
+            batch = cases[start : start + batch_size]
+            for case, reply in zip(batch, client.chat([(c.messages, c.tools) for c in batch], params, parser)):
+                results.append(CaseResult(case.suite, case.category, case.id, [m.to_openai() for m in case.messages],
+                                          outputs=reply.texts, verdicts=[case.check(text) for text in reply.texts],
+                                          prompt_tokens=reply.prompt_tokens))
+            bar.update(len(batch))
+    return results
+
+
 def model_names(model_dirs: Sequence[str]) -> list[str]:
-    """Short, distinct names for model folders (their base names, numbered where they clash)."""
+    """Short, distinct names for model folders or served names (their base names, numbered where they clash)."""
     names = [Path(d.rstrip("/")).name or "model" for d in model_dirs]
     return [f"{n}-{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
@@ -239,10 +276,17 @@ def main(
     max_context: int = 8192,
     backend_factory: Callable[[str], Backend] | None = None,
     names: Sequence[str] | None = None,
+    backend: str = "auto",
+    base_url: str | None = None,
+    api_key: str | None = None,
+    tokenizer: str | None = None,
 ) -> dict[str, Any]:
     """`chord-env eval`: every model over every suite; writes the report to `out`. Models are named
-    after their folders unless `names` are given. The default backend is `open_backend`, with a
-    `max_context`-token window when multi-turn BFCL runs (its prompts alone are 2.4k-5.4k tokens)."""
+    after their folders unless `names` are given. The default backend is `open_backend(backend)`,
+    with a `max_context`-token window when multi-turn BFCL runs (its prompts alone are 2.4k-5.4k
+    tokens). With a `remote` backend ("openai"), `model_dirs` are the names the server at `base_url`
+    serves, prompted through `tokenizer` where given, else through its chat endpoint (module
+    docstring); `api_key` is sent as a bearer token."""
     from transformers import AutoTokenizer
 
     from chord_env.report import write_report
@@ -250,6 +294,13 @@ def main(
     unknown = set(suites) - set(SUITES)
     if unknown:
         raise ValueError(f"unknown suites {sorted(unknown)}; choose from {SUITES}")
+    remote = backend != "auto" and capabilities(backend).remote
+    if remote != (base_url is not None):
+        raise ValueError(f"backend {backend!r} " + ("needs a base URL" if remote else "runs a model folder and takes no base URL (a server needs a remote backend, e.g. 'openai')"))
+    chat = remote and tokenizer is None and backend_factory is None
+    if chat and "bfcl-multi-turn" in suites:
+        raise ValueError("bfcl-multi-turn plays token ids through the runner: give the served model's tokenizer "
+                         "folder (--tokenizer DIR) to evaluate it on a server, or use a local backend")
     verifier = VerifierPool(processes=1)
     plans: list[tuple[list[EvalCase], SamplingParams]] = []
     if "bfcl-single" in suites:
@@ -263,20 +314,30 @@ def main(
         plans = [(stratified_subset(cases, limit, seed), params) for cases, params in plans]
         multi_turn = stratified_subset(multi_turn, limit, seed)
     if backend_factory is None:
-        backend_factory = (lambda d: open_backend(d, max_model_len=max_context)) if multi_turn else open_backend
+        window = {"max_model_len": max_context} if multi_turn else {}
+
+        def backend_factory(model: str) -> Backend:
+            if remote:
+                return open_backend(base_url, backend, model=model, api_key=api_key, **window)
+            return open_backend(model, backend, **window)
+
     results: dict[str, list[CaseResult]] = {}
     try:
         for name, model_dir in zip(names or model_names(model_dirs), model_dirs):
-            renderer = ChatRenderer(AutoTokenizer.from_pretrained(model_dir))
-            backend = backend_factory(model_dir)
+            if chat:
+                with ChatBackend(base_url, model_dir, api_key=api_key) as client:
+                    results[name] = [r for cases, params in plans for r in evaluate_chat(client, cases, params, parser)]
+                continue
+            renderer = ChatRenderer(AutoTokenizer.from_pretrained(tokenizer or model_dir))
+            engine = backend_factory(model_dir)
             try:
                 results[name] = [
                     r for cases, params in plans
-                    for r in evaluate(backend, renderer, cases, params, max_prompt_tokens=max_prompt_tokens)
-                ] + (evaluate_multi_turn(backend, renderer, multi_turn, max_tokens, max_context, parser=parser)
+                    for r in evaluate(engine, renderer, cases, params, max_prompt_tokens=max_prompt_tokens)
+                ] + (evaluate_multi_turn(engine, renderer, multi_turn, max_tokens, max_context, parser=parser)
                      if multi_turn else [])
             finally:
-                backend.close()
+                engine.close()
     finally:
         verifier.close()
     return {k: str(v) for k, v in write_report(results, out).items()}

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import torch
 
-from chord_env.agents.backend import Completion, SamplingParams
+from chord_env.agents.backend import Capabilities, Completion, SamplingParams
 from chord_env.models import check_model_dir
 
 
@@ -38,6 +38,8 @@ def _id_list(value: Any) -> list[int]:
 
 class HFBackend:
     """A `Backend` over a transformers causal LM (a folder to load, or a module to share)."""
+
+    capabilities = Capabilities(shares_weights=True, syncs_weights=True, per_request_seeds=True, checks_parity=False, remote=False)
 
     def __init__(
         self,

@@ -37,7 +37,8 @@ without the fields above. Every failure ends in one `BackendError` naming the UR
 fails.
 
 What it does not do: weight sync (`update_weights` raises `NotImplementedError`: the OpenAI API
-cannot change a server's weights), streaming, or chat endpoints (prompts are token ids).
+cannot change a server's weights), streaming, or chat endpoints (prompts are token ids;
+`chat_backend.ChatBackend` is the chat-completions client that evaluation uses without a tokenizer).
 The requests run on a private event loop in a daemon thread, so `generate` is synchronous, keeps
 its connections between calls, and works when the caller's thread already runs an event loop.
 """
@@ -52,7 +53,7 @@ from typing import Any, Coroutine, Sequence, TypeVar
 import httpx
 import torch
 
-from chord_env.agents.backend import Completion, SamplingParams
+from chord_env.agents.backend import Capabilities, Completion, SamplingParams
 
 RETRY_STATUS = frozenset({408, 429, 502, 503, 504})
 RETRY_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
@@ -111,10 +112,11 @@ def parse_completions(payload: Any, n: int, url: str) -> list[Completion]:
     return [completion for _, completion in parsed]
 
 
-class OpenAIBackend:
-    """A `Backend` over the OpenAI-compatible server at `base_url` (e.g. "http://127.0.0.1:8000/v1")
-    serving `model`. `timeout` (seconds) bounds each connect, read, write and pool wait; `deadline`
-    (seconds) bounds each request as a whole, its retries included."""
+class OpenAIClient:
+    """The HTTP side shared by the OpenAI-compatible clients (`OpenAIBackend`, `chat_backend.ChatBackend`):
+    requests to `base_url` (e.g. "http://127.0.0.1:8000/v1") for `model`, with an API key, retries,
+    a total deadline per request and a private event loop. `timeout` (seconds) bounds each connect,
+    read, write and pool wait; `deadline` (seconds) bounds each request as a whole, its retries included."""
 
     def __init__(
         self,
@@ -138,8 +140,6 @@ class OpenAIBackend:
         self.backoff = backoff
         self.concurrency = concurrency
         self.deadline = deadline
-        self._max_model_len: int | None = None
-        self._model_checked = False
         self._client = httpx.AsyncClient(
             headers={"Authorization": f"Bearer {api_key}"} if api_key else None,
             timeout=timeout,
@@ -150,11 +150,26 @@ class OpenAIBackend:
         self._thread.start()
 
     def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        if self._loop.is_closed():
+            coroutine.close()
+            raise BackendError(f"the client for {self.base_url} is closed")
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
             return future.result()
         except BaseException:
             future.cancel()  # e.g. KeyboardInterrupt: stop the requests still in flight
+            raise
+
+    @staticmethod
+    async def _all(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+        """Every coroutine's result, in order; when one fails, the others are cancelled first."""
+        tasks = [asyncio.ensure_future(c) for c in coroutines]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -192,9 +207,40 @@ class OpenAIBackend:
                 raise BackendError(f"{method} {url} returned a body that is not JSON: {response.text[:200]!r}") from None
         raise BackendError(f"{method} {url} failed after {self.max_retries + 1} attempts: {cause}")
 
+    def close(self) -> None:
+        """Close the HTTP client and stop the private event loop (idempotent)."""
+        if self._loop.is_closed():
+            return
+        self._run(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> "OpenAIClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OpenAIBackend(OpenAIClient):
+    """A `Backend` over the OpenAI-compatible completions server at `base_url` serving `model`
+    (`OpenAIClient` for the connection options). `max_model_len` caps the context window the server
+    reports (or stands in for it where the server reports none). Sampling only: no weight sync, and
+    seeds are passed on but honoured only as far as the server does."""
+
+    capabilities = Capabilities(shares_weights=False, syncs_weights=False, per_request_seeds=False, checks_parity=False, remote=True)
+
+    def __init__(self, base_url: str, model: str, *, max_model_len: int | None = None, **options: Any):
+        super().__init__(base_url, model, **options)
+        self.max_model_len = max_model_len
+        self._max_model_len: int | None = None
+        self._model_checked = False
+
     async def _context_limit(self) -> int | None:
-        """The served model's `max_model_len` (vLLM's `ModelCard`), or None where not reported;
-        refuses a server that does not list `self.model`."""
+        """The context window: the smaller of the served model's `max_model_len` (vLLM's `ModelCard`)
+        and `self.max_model_len`, None where neither is known; refuses a server that does not list
+        `self.model`."""
         if not self._model_checked:
             url = self.base_url + "/models"
             payload = await self._request("GET", "/models")
@@ -205,8 +251,8 @@ class OpenAIBackend:
             if card is None:
                 served = [c.get("id") for c in cards if isinstance(c, dict)]
                 raise BackendError(f"{url} does not serve model {self.model!r}; it serves {served}")
-            limit = card.get("max_model_len")
-            self._max_model_len = limit if isinstance(limit, int) else None
+            limits = [n for n in (card.get("max_model_len"), self.max_model_len) if isinstance(n, int)]
+            self._max_model_len = min(limits) if limits else None
             self._model_checked = True
         return self._max_model_len
 
@@ -243,20 +289,11 @@ class OpenAIBackend:
                 payload = await self._request("POST", "/completions", self._body(prompt, params))
             return parse_completions(payload, params.n, url)
 
-        tasks = [asyncio.ensure_future(one(p)) for p in prompts]
-        try:
-            return list(await asyncio.gather(*tasks))
-        except BaseException:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+        return await self._all([one(p) for p in prompts])
 
     def generate(self, prompts: Sequence[list[int]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order: one request per prompt, all in flight
         together (up to `concurrency`). Raises `BackendError` and returns nothing if any fails."""
-        if self._loop.is_closed():
-            raise BackendError(f"the backend for {self.base_url} is closed")
         return self._run(self._generate(prompts, params))
 
     def update_weights(self, model: torch.nn.Module) -> None:
@@ -266,18 +303,3 @@ class OpenAIBackend:
             f"OpenAIBackend cannot update the weights of the server at {self.base_url}: the OpenAI API "
             "has no call for it. Restart the server on a saved checkpoint, or train with VLLMBackend."
         )
-
-    def close(self) -> None:
-        """Close the HTTP client and stop the private event loop (idempotent)."""
-        if self._loop.is_closed():
-            return
-        self._run(self._client.aclose())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
-
-    def __enter__(self) -> "OpenAIBackend":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

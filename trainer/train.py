@@ -21,9 +21,9 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; docs/method.md)
    (1 - mu) L_RL + mu L_SFT over the whole mini-batch; no normaliser is entered by hand.
 5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA, or with dtype bf16).
 6. Weights synced to the backend before it is next used (the next rollouts or an evaluation; a run
-   of pure-SFT steps needs no engine, so it syncs once, not every step), then checked: for an engine
-   (vLLM), the max |logprob difference| between the engine and the trainer on a fixed probe batch
-   (`sync/parity_max_diff`); and in the update, between the engine's behaviour logprobs of the
+   of pure-SFT steps needs no engine, so it syncs once, not every step), then checked: for a backend
+   holding its own copy of the weights (`Capabilities.checks_parity`: vLLM), the max |logprob
+   difference| between the engine and the trainer on a fixed probe batch (`sync/parity_max_diff`); and in the update, between the engine's behaviour logprobs of the
    sampled tokens and the trainer's (`sync/logprob_max_diff`). Every rollout runs on the weights of
    the step before it: strictly on-policy.
 7. Metrics (JSON lines, TensorBoard), periodic evaluation, periodic checkpoints; PNG plots at the end.
@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from chord_env.agents.backend import open_backend
+from chord_env.agents.backend import capabilities, open_backend
 from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.agents.weight_sync import logprob_parity
 from chord_env.chat import ChatRenderer
@@ -369,7 +369,8 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             learned_mu.load_state_dict(extra["learned_mu"])
             mu_optimizer.load_state_dict(extra["mu_optimizer"])
     logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
-    backend = open_backend(model if config.backend == "hf" else config.model, config.backend, **({} if config.backend == "hf" else {"max_model_len": config.max_context, "seed": config.seed}))
+    can = capabilities(config.backend)
+    backend = open_backend(model if can.shares_weights else config.model, config.backend, max_model_len=config.max_context, seed=config.seed)
     make_env = partial(make_mix, config.env, "train")
     evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
@@ -382,12 +383,12 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
 
     def sync() -> dict[str, float]:
-        """Push the trainer's weights to the backend and check an engine copy against the trainer (a
-        shared HF module needs no check)."""
+        """Push the trainer's weights to the backend and, where it holds a copy of them, check that copy
+        against the trainer (a shared module needs no check)."""
         began = time.perf_counter()
         backend.update_weights(model)
         out = {}
-        if config.backend == "vllm":
+        if can.checks_parity:
             model.eval()
             out["sync/parity_max_diff"] = logprob_parity(backend, model)
             model.train()
@@ -407,7 +408,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 metrics.update(sync())
                 stale = False
             began = time.perf_counter()
-            seeded = dataclasses.replace(rollout_config, seed=task_seeds(config, step)[0] * 1000) if config.backend == "hf" else rollout_config
+            seeded = dataclasses.replace(rollout_config, seed=task_seeds(config, step)[0] * 1000) if can.per_request_seeds else rollout_config
             trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))
