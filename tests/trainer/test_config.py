@@ -99,10 +99,11 @@ def test_every_method_config_loads_and_round_trips(path, tmp_path):
 
 def test_method_configs_define_the_methods():
     by_name = {p.stem: load_config(p, REQUIRED) for p in CONFIGS}
-    assert len(by_name) == 13  # 12 methods and the demo's recipe
+    assert len(by_name) == 14  # 13 methods and the demo's recipe
     mu = {name: [c.mu(step) for step in range(c.steps)] for name, c in by_name.items()}
     assert set(mu["grpo"]) == {0.0} and set(mu["sft"]) == {1.0}
-    assert mu["sft-then-grpo"] == [1.0] * 10 + [0.0] * 10
+    assert mu["sft-then-grpo"] == [1.0] * 10 + [0.0] * 10 and by_name["sft-then-grpo"].second_stage_lr < by_name["sft-then-grpo"].lr
+    assert mu["chord-phi-warm"] == [1.0] * 10 + [0.1] * 10 and by_name["chord-phi-warm"].token_weight == "phi"
     assert mu["chord-mu"][0] == 0.6 and mu["chord-mu"][10] == pytest.approx(0.3)
     assert by_name["chord-phi"].token_weight == "phi" and by_name["chord-mu"].token_weight == "none"
     assert by_name["chord-learned-mu"].learned_mu
