@@ -59,6 +59,13 @@ class TrainConfig:
     """learn mu (token_weights.LearnedMu) instead of following `mu`; mu must then be constant (its init)"""
     mu_target_share: float = 0.5
     """learned mu only: the share of the blended gradient that SFT should carry"""
+    learned_mu_lr: float = 0.1
+    """learned mu only: the SGD step size on theta (mu = sigmoid(theta)); each step moves theta a fraction
+    2 * learned_mu_lr of the way to its target, so it must lie in (0, 0.5], where the new theta lies
+    between the old one and the target and mu never leaves `learned_mu_bounds`"""
+    learned_mu_bounds: tuple[float, float] = (0.01, 0.99)
+    """learned mu only: [mu_min, mu_max], the interval mu's target is clamped to, inside (0, 1); the
+    initial mu (the constant `mu`) must lie in it"""
     token_weight: str = "phi"
     """per-token SFT weight: one of token_weights.TOKEN_WEIGHTS ("phi" is CHORD-phi, "none" plain SFT)"""
     focal_gamma: float = 2.0
@@ -213,8 +220,13 @@ def _problems(c: TrainConfig):
     if c.ppo_mini_batches > c.expert_per_step and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "ppo_mini_batches", f"must be <= expert_per_step ({c.expert_per_step}): each mini-batch needs an expert trace"
     if c.learned_mu:
-        if c.mu.kind != "constant" or not 0.01 <= c.mu.value <= 0.99:
-            yield "mu", "with learned_mu, mu must be constant with value in [0.01, 0.99] (the initial mu)"
+        mu_min, mu_max = c.learned_mu_bounds
+        if not 0 < mu_min <= mu_max < 1:
+            yield "learned_mu_bounds", f"must be [mu_min, mu_max] with 0 < mu_min <= mu_max < 1, got {list(c.learned_mu_bounds)}"
+        elif c.mu.kind != "constant" or not mu_min <= c.mu.value <= mu_max:
+            yield "mu", f"with learned_mu, mu must be constant with value in learned_mu_bounds [{mu_min}, {mu_max}] (the initial mu)"
+        if not 0 < c.learned_mu_lr <= 0.5:
+            yield "learned_mu_lr", f"must lie in (0, 0.5] (a larger step overshoots the target), got {c.learned_mu_lr}"
         if not 0 < c.mu_target_share < 1:
             yield "mu_target_share", f"must lie in (0, 1), got {c.mu_target_share}"
 

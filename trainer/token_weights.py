@@ -13,7 +13,8 @@ pass over the logits (`token_stats`), so full-vocabulary logits are never materi
 says which statistics each weight reads, so the loop computes only those.
 
 Deviations from the references: Trinity-RFT computes phi (`sft_phi`) and p (`sft_is`) only; the other
-weights and the learned balance are ours (choices stated in each docstring).
+weights and the learned balance (an exploratory variant, `LearnedMu`) are ours (choices stated in each
+docstring).
 """
 
 import math
@@ -135,14 +136,27 @@ def token_stats(logits: Tensor, ids: Tensor, stats: tuple[str, ...] = ()) -> dic
 
 
 class LearnedMu(nn.Module):
-    """A learned balance mu = sigmoid(theta) between L_RL and L_SFT, fitted to a gradient-share target.
+    """EXPLORATORY VARIANT, not CHORD: a learned balance mu = sigmoid(theta) between L_RL and L_SFT,
+    fitted so that SFT carries a fixed share of the blended gradient.
+
+    CHORD moves from imitation to exploration: the expert term teaches while on-policy RL cannot, then
+    hands over, and phi damps the expert tokens the policy already knows or finds far off. Matching
+    gradient norms works against all three (docs/method.md, "SFT term and token weights"):
+    - when RL has no signal (every group's rewards equal, so A = 0 and g_rl = 0, as on a cold start),
+      the target is mu_min: mu falls exactly when the expert term is the only teacher;
+    - phi shrinks g_sft (w <= 0.25), and mu's odds mu / (1 - mu) grow by the same factor: SFT's share
+      of the blend is `target_share` whatever phi does, so phi's damping is undone;
+    - as the policy learns the expert's tokens (p -> 1, so g_sft -> 0) while RL still has signal, mu
+      climbs to mu_max: imitation gains weight when CHORD would hand over to exploration.
+    It is a variant to compare against (configs/chord-learned-mu.yaml), not a way to run CHORD.
 
     Objective (ours; in the spirit of GradNorm, Chen et al. 2018): choose mu so that SFT's share of the
     blended gradient, mu g_sft / ((1 - mu) g_rl + mu g_sft), equals `target_share`, where g_rl and g_sft
-    are the norms of the unweighted gradients of L_RL and L_SFT on the same parameters (all of them, or a
-    cheap proxy such as the output layer). The solution is theta* = logit(target_share) + log(g_rl /
-    g_sft), and `balance_loss` = (theta - theta*)^2, so a step of SGD with lr eta moves theta a fraction
-    2 eta of the way to theta*: a smoothed, learned mu. The policy loss takes mu detached.
+    are the norms of the gradients of L_RL and L_SFT before mu (L_SFT with its token weights) on the
+    same parameters (all of them, or a cheap proxy such as the output layer). The solution is
+    theta* = logit(target_share) + log(g_rl / g_sft), and `balance_loss` = (theta - theta*)^2, so a step
+    of SGD with lr eta (`learned_mu_lr` in the config, in (0, 0.5]) moves theta a fraction 2 eta of the
+    way to theta*: a smoothed, learned mu. The policy loss takes mu detached.
 
     Why not the suggested alternatives: Kendall et al. (2018) uncertainty weighting, exp(-s) L + s,
     needs L >= 0 (a likelihood); the GRPO surrogate is often negative, and then s -> -inf. Training

@@ -207,6 +207,16 @@ def second_stage(config: TrainConfig, step: int) -> bool:
     return config.second_stage_lr is not None and step >= config.mu.at
 
 
+def make_learned_mu(config: TrainConfig) -> tuple[LearnedMu | None, torch.optim.SGD | None]:
+    """The learned mu (exploratory; `token_weights.LearnedMu`) and its SGD, from `mu_target_share`,
+    `learned_mu_bounds` and `learned_mu_lr`, starting at the constant `mu`; (None, None) without `learned_mu`."""
+    if not config.learned_mu:
+        return None, None
+    mu_min, mu_max = config.learned_mu_bounds
+    learned_mu = LearnedMu(mu_init=config.mu(0), target_share=config.mu_target_share, mu_min=mu_min, mu_max=mu_max)
+    return learned_mu, torch.optim.SGD(learned_mu.parameters(), lr=config.learned_mu_lr)
+
+
 def _grad_norm(model) -> float:
     norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
     return float(torch.stack(norms).norm()) if norms else 0.0
@@ -347,10 +357,9 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = make_optimizer(model, config, 0)
-    learned_mu = LearnedMu(mu_init=config.mu(0), target_share=config.mu_target_share) if config.learned_mu else None
+    learned_mu, mu_optimizer = make_learned_mu(config)
     uses_rl = learned_mu is not None or any(config.mu(s) < 1 for s in range(config.steps))
     ref_model = copy.deepcopy(model).eval().requires_grad_(False) if uses_rl and (config.kl_coef > 0 or config.log_kl_initial) else None
-    mu_optimizer = torch.optim.SGD(learned_mu.parameters(), lr=0.1) if learned_mu is not None else None
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
     if uses_sft and not config.expert:
         raise ValueError("this config has mu > 0 (an SFT term) but no expert traces: set expert=PATH")
