@@ -31,6 +31,8 @@ claim checked in tests/hardening/test_sandbox_escape.py or tests/tools/test_pyth
   The script is a root-owned, read-only file in it (the working directory is /tmp). RLIMIT_FSIZE caps
   any one file. When the interpreter lives under a directory `nobody` cannot enter (e.g. a pyenv in
   root's home), that directory is covered with an empty tmpfs showing only the interpreter's prefix.
+  When it lives under a scratch directory (a checkout in /tmp), its prefix is bound back, read-only,
+  over the private scratch.
 - Time: a wall-clock timeout ends the call as above; RLIMIT_CPU stops CPU-bound processes.
 - Memory: RLIMIT_AS caps each process's address space (`bytearray(10**10)` is a `MemoryError`).
 - Output: never buffered beyond `max_output_bytes`; a program printing more is stopped.
@@ -156,6 +158,7 @@ def _launch(code: str, limits: Limits, isolate: bool) -> str:
             "rlimits": _rlimits(limits),
             "disk": limits.max_disk,
             "exposed": _exposed_paths() if root else {},
+            "prefixes": _prefixes(),
             "workdir": workdir,
         }
         proc = subprocess.Popen(
@@ -209,11 +212,16 @@ def _rlimits(limits: Limits) -> list[tuple[int, int, int]]:
     ]
 
 
+def _prefixes() -> list[str]:
+    """The interpreter's prefixes (a venv's and its base's), resolved."""
+    return sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)})
+
+
 @functools.cache
 def _exposed_paths() -> dict[str, list[str]]:
     """{directory `nobody` cannot enter: [interpreter prefixes inside it]}, usually empty."""
     hidden: dict[str, list[str]] = {}
-    for prefix in sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}):
+    for prefix in _prefixes():
         parts = Path(prefix).parts
         for i in range(2, len(parts) + 1):
             ancestor = str(Path(*parts[:i]))

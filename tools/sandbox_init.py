@@ -87,14 +87,15 @@ def _run_isolated(config: dict[str, Any], code: bytes) -> None:
 
 
 def _prepare_mounts(config: dict[str, Any], code: bytes) -> None:
-    """In the new mount namespace: a read-only view of everything, plus a private, capped scratch."""
+    """In the new mount namespace: a read-only view of everything, plus a private, capped scratch. An
+    interpreter prefix inside a scratch directory (a checkout under /tmp) is bound back read-only over
+    the scratch, so the program still finds its interpreter."""
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    scratch = tuple(os.path.realpath(target) for target in SCRATCH.values())
+    covered = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in config["prefixes"]
+               if any(p == t or p.startswith(t + "/") for t in scratch)}
     _expose(config["exposed"])
-    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
-    _check(
-        _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, b"/", AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)),
-        "mount_setattr(/, MOUNT_ATTR_RDONLY, AT_RECURSIVE)",
-    )
+    _read_only("/")
     disk = config["disk"]
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk},nr_inodes={disk // 4096},mode=0755")
     for name in SCRATCH:
@@ -106,6 +107,20 @@ def _prepare_mounts(config: dict[str, Any], code: bytes) -> None:
     for name, target in SCRATCH.items():  # "tmp" last: it covers the staging tmpfs at /tmp
         if os.path.isdir(target):
             _mount(f"/tmp/{name}", target, None, MS_BIND)
+    for prefix, fd in covered.items():
+        os.makedirs(prefix, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", prefix, None, MS_BIND | MS_REC)
+        os.close(fd)
+        _read_only(prefix)
+
+
+def _read_only(path: str) -> None:
+    """Make the mount at `path` and every mount under it read-only (man 2 mount_setattr)."""
+    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    _check(
+        _libc.syscall(SYS_MOUNT_SETATTR, AT_FDCWD, path.encode(), AT_RECURSIVE, ctypes.byref(attr), ctypes.sizeof(attr)),
+        f"mount_setattr({path}, MOUNT_ATTR_RDONLY, AT_RECURSIVE)",
+    )
 
 
 def _expose(hidden: dict[str, list[str]]) -> None:

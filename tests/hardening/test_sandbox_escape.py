@@ -231,3 +231,23 @@ def test_network_isolation_fails_closed_when_unshare_is_refused() -> None:
         assert report["opted_out"] == "ran\n"
     strict, opted_out = report["descriptions"]
     assert "no network access" in strict and "no network access" not in opted_out
+
+
+@needs_isolation
+def test_an_interpreter_inside_the_private_scratch_still_runs():
+    """A checkout under /tmp (as CI clones one) has its venv under the directory the private scratch
+    covers: its prefix is bound back read-only, so the call still finds its interpreter."""
+    import shutil
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(home / "venv")], check=True, timeout=120)
+        sites = [p for p in sys.path if p.endswith("site-packages")]
+        code = (f"import site; [site.addsitedir(p) for p in {sites!r}]\n"
+                "from chord_env.tools.python_exec import Limits, run_python\n"
+                "print(run_python('import sys, os; print(6 * 7, sys.prefix, os.access(sys.prefix, os.W_OK))', Limits(timeout=20.0)))")
+        done = subprocess.run([str(home / "venv" / "bin" / "python"), "-c", code], capture_output=True, text=True, timeout=300)
+        assert done.stdout.split() == ["42", str((home / "venv").resolve()), "False"], done.stdout + done.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
