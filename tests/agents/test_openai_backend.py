@@ -10,9 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +20,7 @@ import pytest
 
 from chord_env.agents.backend import SamplingParams, open_backend
 from chord_env.agents.openai_backend import BackendError, OpenAIBackend
+import loopback
 
 PROMPTS = [[1, 100, 200, 300], [1, 4000, 5000, 6000, 7000, 8000], [9, 10]]
 FAST = dict(timeout=5.0, max_retries=2, backoff=0.01)
@@ -69,10 +69,7 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, self.url = loopback.serve(Handler)
 
     def backend(self, **options: Any) -> OpenAIBackend:
         return OpenAIBackend(self.url, "fake", **{**FAST, **options})

@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from chord_env.cli import main as cli
 from chord_env.envs.math_heldout import heldout_math_tasks
 from chord_env.parsing import PARSERS
 from chord_env.types import Message, ToolCall
+import loopback
 
 KEY = "sk-test-not-a-real-key"
 
@@ -52,10 +52,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, self.url = loopback.serve(Handler)
 
     @staticmethod
     def chat(body: dict[str, Any], first: Any) -> dict[str, Any]:

@@ -8,15 +8,15 @@ DEADLINE seconds, and the test only asserts that the error comes well before the
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 
 import pytest
 
 from chord_env.agents.backend import SamplingParams
 from chord_env.agents.openai_backend import BackendError, OpenAIBackend
+import loopback
 
 DEADLINE = 1.5
 BYTE_EVERY = 0.1
@@ -48,10 +48,7 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.server, self.url = loopback.serve(Handler)
 
     def close(self) -> None:
         self.server.shutdown()
