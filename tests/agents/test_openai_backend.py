@@ -69,7 +69,8 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, self.url = loopback.serve(Handler)
+        self.server, root = loopback.serve(Handler)
+        self.url = root + "/v1"
 
     def backend(self, **options: Any) -> OpenAIBackend:
         return OpenAIBackend(self.url, "fake", **{**FAST, **options})

@@ -52,7 +52,8 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, self.url = loopback.serve(Handler)
+        self.server, root = loopback.serve(Handler)
+        self.url = root + "/v1"
 
     @staticmethod
     def chat(body: dict[str, Any], first: Any) -> dict[str, Any]:

@@ -10,16 +10,17 @@ window: well under `PEAK_LIMIT`. Decoding a chunk in full, as httpx does, alloca
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
 import pytest
 
 from chord_env.tools import execute, make_http_get
 from chord_env.types import ToolCall
+
+import loopback
 
 MAX_BYTES = 100_000
 BOMB_MIB = 64
@@ -61,10 +62,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = loopback.serve(Handler)
+    yield url
     server.shutdown()
     server.server_close()
 

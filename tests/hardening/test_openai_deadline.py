@@ -48,7 +48,8 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, self.url = loopback.serve(Handler)
+        self.server, root = loopback.serve(Handler)
+        self.url = root + "/v1"
 
     def close(self) -> None:
         self.server.shutdown()

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import gzip
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Iterator
 
 import pytest
 
 from chord_env.tools import ToolResult, execute, make_http_get
 from chord_env.types import ToolCall
+
+import loopback
 
 BIG = 200_000
 
@@ -52,11 +53,8 @@ class Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server, url = loopback.serve(Handler)
+    yield url
     server.shutdown()
     server.server_close()
 
