@@ -1,1 +1,1 @@
-"""Policy backends and the batched multi-turn rollout runner (see the rollout issue)."""
+"""Policy backends, in-place weight sync, the batched multi-turn rollout runner and evaluation."""

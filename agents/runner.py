@@ -49,9 +49,9 @@ MAX_ERROR_CHARS = 2000
 TURN_INFO_KEYS = ("tool_calls", "tool_errors", "parse_error", "skipped_calls")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RolloutConfig:
-    """How episodes are sampled and bounded."""
+    """How episodes are sampled and bounded (nested in the trainer's config as `rollout`)."""
 
     group_size: int = 8
     """n: samples per task (a GRPO group)."""

@@ -104,19 +104,19 @@ def _envs_check(args: argparse.Namespace) -> int:
 
 
 def _bench_envs(args: argparse.Namespace) -> int:
-    from chord_env.envs.bench import main
+    from chord_env.bench.envs import main
 
     return main(quick=args.quick)
 
 
 def _bench_rollout(args: argparse.Namespace) -> int:
-    from chord_env.agents.bench_rollout import main
+    from chord_env.bench.rollout import main
 
     return main(model=args.model, tasks=args.tasks, group=args.group, max_tokens=args.max_tokens, repeats=args.repeats)
 
 
 def _bench_trainer(args: argparse.Namespace) -> int:
-    from chord_env.trainer.bench_trainer import main
+    from chord_env.bench.trainer import main
 
     return main(model=args.model, model_dir=args.model_dir, batch=args.batch, prompt_tokens=args.prompt_tokens,
                 completion_tokens=args.completion_tokens, repeats=args.repeats, warmup=args.warmup,
@@ -124,7 +124,7 @@ def _bench_trainer(args: argparse.Namespace) -> int:
 
 
 def _bench_eval(args: argparse.Namespace) -> int:
-    from chord_env.agents.bench_eval import main
+    from chord_env.bench.eval import main
 
     return main(limit=args.limit, max_tokens=args.max_tokens, batch_size=args.batch_size, repeats=args.repeats)
 
@@ -254,13 +254,13 @@ def _install_extras(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from chord_env.trainer.demo import main
+    from chord_env.apps.demo import main
 
     return main(out=args.out, seed=args.seed, model_name=args.model, config_path=args.config, overrides=tuple(args.overrides), fc_rows=args.fc_rows)
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from chord_env.trainer.compare import main
+    from chord_env.apps.compare import main
 
     return main(args.methods.split(","), out=args.out, base=args.base, seed=args.seed, overrides=tuple(args.overrides),
                 fc_rows=args.fc_rows, model_name=args.model)

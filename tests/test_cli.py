@@ -40,7 +40,7 @@ def test_bench_envs_quick_prints_every_measurement():
 @pytest.mark.slow
 def test_demo_runs_every_stage_on_the_tiny_model_and_a_rerun_reuses_them(tmp_path):
     command = [CLI, "demo", "--model", "tiny-random", "--fc-rows", "40", "--out", str(tmp_path),
-               "steps=3", "mu.hold_steps=1", "mu.decay_steps=1", "tasks_per_step=2", "group_size=2", "checkpoint_every=0"]
+               "steps=3", "mu.hold_steps=1", "mu.decay_steps=1", "tasks_per_step=2", "rollout.group_size=2", "checkpoint_every=0"]
     env = {**ENV, "CHORD_ENV_CACHE": str(tmp_path / "cache")}
     demo = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]

@@ -35,7 +35,7 @@ def test_a_token_weight_registered_in_token_weights_is_usable_from_a_config(monk
     with pytest.raises(ValueError, match="token_weight"):
         load_config(None, ["model=m", "token_weight=half"])
     monkeypatch.setitem(TOKEN_WEIGHTS, "half", half)
-    config = load_config(None, [f"model={tiny_model_dir}", "token_weight=half", "max_context=64", "max_turn_tokens=8"])
+    config = load_config(None, [f"model={tiny_model_dir}", "token_weight=half", "rollout.max_context=64", "rollout.max_turn_tokens=8"])
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64)
     grads = {}
     for name in ("half", "none"):

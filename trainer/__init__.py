@@ -1,1 +1,1 @@
-"""CHORD training: GRPO blended with phi-weighted SFT on expert traces (see the trainer issue)."""
+"""CHORD training: GRPO blended with token-weighted SFT on expert traces (docs/method.md)."""

@@ -1,14 +1,15 @@
 """The training run's configuration: one dataclass, loaded from YAML plus `key=value` overrides.
 
-`chord-env train --config configs/chord-phi.yaml model=DIR steps=4 mu.kind=chord mu.peak=0.6 ...`
+`chord-env train --config configs/chord-phi.yaml model=DIR steps=4 mu.kind=chord rollout.group_size=4 ...`
 reads the YAML file (any field of `TrainConfig`; `mu:` is a mapping onto `MuSchedule`, or a number for
-a constant mu), then applies the overrides in order, each value parsed as YAML so numbers, booleans,
+a constant mu; `rollout:` a mapping onto the runner's own `RolloutConfig`, unset fields at their
+defaults), then applies the overrides in order, each value parsed as YAML so numbers, booleans,
 `null` and lists work. Setting `mu.kind` to another kind drops the old kind's parameters, so
 `mu.kind=chord` on top of a constant schedule asks for exactly the chord parameters.
 
 Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
 `X | Y | None`, `dict[str, float]` weight mappings, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
-dataclass and a nested one, and the checker gives the error this project wants, one `ValueError`
+dataclass and two nested ones (`mu`, `rollout`), and the checker gives the error this project wants, one `ValueError`
 naming the file (or the command-line override) and the field. YAML 1.1 reads `1e-6` as a string; our
 loader reads it as the float everyone means.
 
@@ -30,8 +31,9 @@ from typing import Any, Literal
 import yaml
 
 from chord_env.agents.backend import trainable_backends
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.losses import AGGREGATIONS
-from chord_env.trainer.schedules import PARAMS, MuSchedule
+from chord_env.trainer.mu import PARAMS, MuSchedule
 from chord_env.trainer.token_weights import TOKEN_WEIGHTS
 
 
@@ -56,7 +58,7 @@ class TrainConfig:
     mu: MuSchedule = field(default_factory=lambda: MuSchedule("constant", value=0.1))
     """mu(step), the weight of L_SFT in (1 - mu) L_RL + mu L_SFT (CHORD-phi: constant 0.1)"""
     learned_mu: bool = False
-    """learn mu (token_weights.LearnedMu) instead of following `mu`; mu must then be constant (its init)"""
+    """learn mu (`trainer/mu.py`, LearnedMu) instead of following `mu`; mu must then be constant (its init)"""
     mu_target_share: float = 0.5
     """learned mu only: the share of the blended gradient that SFT should carry"""
     learned_mu_lr: float = 0.1
@@ -74,8 +76,11 @@ class TrainConfig:
     """low_prob token weight only: w_max in min(1 / p, w_max)"""
     tasks_per_step: int = 8
     """P, prompts (tasks) rolled out per step"""
-    group_size: int = 8
-    """n, rollouts per prompt; the group that normalises advantages"""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """how episodes are sampled (`agents/runner.py`, `RolloutConfig`): `group_size` (n, rollouts per
+    prompt, the group that normalises advantages), `temperature`, `top_p`, `max_turn_tokens`,
+    `max_context` (most tokens of one episode), `concurrency`, `truncation_reward` (its `seed` stays
+    null: the trainer seeds each step's rollouts from the run's `seed`); in YAML a mapping (`rollout: {group_size: 4, max_turn_tokens: 160}`), on the command line `rollout.group_size=4`"""
     expert_per_step: int = 8
     """E, expert traces per step, drawn cyclically from the expert set"""
     micro_batch_tokens: int = 4096
@@ -130,14 +135,6 @@ class TrainConfig:
     rollout_is_threshold null). On here because it is free (the engine's logprobs come with every
     rollout) and inert when engine and trainer agree (fp32 on CPU: |diff| ~4e-5, w ~1), while a bf16
     engine against an fp32 trainer on GPU makes the rollouts slightly off-policy"""
-    temperature: float = 1.0
-    """sampling temperature of the rollouts"""
-    top_p: float = 1.0
-    """nucleus sampling of the rollouts (1 = off)"""
-    max_turn_tokens: int = 256
-    """most tokens the policy generates in one turn"""
-    max_context: int = 2048
-    """most tokens of one episode (prompt, turns and tool outputs)"""
     backend: str = "vllm"
     """rollout backend: a registered name (`agents/backend.py`, `BACKENDS`) whose capabilities include
     weight sync ("vllm", "hf")"""
@@ -172,14 +169,18 @@ class ConfigError(ValueError):
 
 def _problems(c: TrainConfig):
     """(field, message) for each invalid value; the types are already right."""
-    at_least = {"steps": 1, "seed": 0, "tasks_per_step": 1, "group_size": 2, "expert_per_step": 0}
-    at_least |= {"micro_batch_tokens": 1, "max_turn_tokens": 1, "max_context": 1, "eval_tasks": 1}
-    at_least |= {"checkpoint_every": 0, "eval_every": 0}
+    r = c.rollout
+    at_least = {"steps": 1, "seed": 0, "tasks_per_step": 1, "expert_per_step": 0}
+    at_least |= {"micro_batch_tokens": 1, "eval_tasks": 1, "checkpoint_every": 0, "eval_every": 0}
     at_least |= {"ppo_epochs": 1, "ppo_mini_batches": 1}
+    rollout_at_least = {"group_size": 2, "max_turn_tokens": 1, "max_context": 1, "concurrency": 1}
     for name, low in at_least.items():
         if getattr(c, name) < low:
             yield name, f"must be >= {low}, got {getattr(c, name)}"
-    positive = {"lr": c.lr, "grad_clip": c.grad_clip, "temperature": c.temperature}
+    for name, low in rollout_at_least.items():
+        if getattr(r, name) < low:
+            yield f"rollout.{name}", f"must be >= {low}, got {getattr(r, name)}"
+    positive = {"lr": c.lr, "grad_clip": c.grad_clip, "rollout.temperature": r.temperature}
     if c.second_stage_lr is not None:
         positive["second_stage_lr"] = c.second_stage_lr
         if c.mu.kind != "switch":
@@ -191,8 +192,8 @@ def _problems(c: TrainConfig):
     for name, value in non_negative.items():
         if not value >= 0:
             yield name, f"must be >= 0, got {value}"
-    if not 0 < c.top_p <= 1:
-        yield "top_p", f"must lie in (0, 1], got {c.top_p}"
+    if not 0 < r.top_p <= 1:
+        yield "rollout.top_p", f"must lie in (0, 1], got {r.top_p}"
     if not all(0 <= b < 1 for b in c.betas):
         yield "betas", f"each must lie in [0, 1), got {list(c.betas)}"
     if not 0 <= c.eps_low < 1:
@@ -209,14 +210,16 @@ def _problems(c: TrainConfig):
         yield "backend", f"must be one of {trainable_backends()} (a registered backend that takes new weights), got {c.backend!r}"
     if c.aggregation not in AGGREGATIONS:
         yield "aggregation", f"must be one of {sorted(AGGREGATIONS)}, got {c.aggregation!r}"
-    if c.max_turn_tokens > c.max_context:
-        yield "max_turn_tokens", f"must be <= max_context ({c.max_context}), got {c.max_turn_tokens}"
+    if r.seed is not None:
+        yield "rollout.seed", f"must stay null: each step's rollouts are seeded from the run's `seed`, got {r.seed}"
+    if r.max_turn_tokens > r.max_context:
+        yield "rollout.max_turn_tokens", f"must be <= rollout.max_context ({r.max_context}), got {r.max_turn_tokens}"
     if c.expert_per_step == 0 and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "expert_per_step", "must be >= 1: mu > 0 at some step, so the SFT term needs expert traces"
     if c.tis_cap is not None and not c.tis_cap >= 1:
         yield "tis_cap", f"must be >= 1 (a cap below 1 would shrink even on-policy tokens) or null, got {c.tis_cap}"
-    if c.ppo_mini_batches > c.tasks_per_step * c.group_size:
-        yield "ppo_mini_batches", f"must be <= tasks_per_step * group_size ({c.tasks_per_step * c.group_size}): each needs a rollout"
+    if c.ppo_mini_batches > c.tasks_per_step * r.group_size:
+        yield "ppo_mini_batches", f"must be <= tasks_per_step * rollout.group_size ({c.tasks_per_step * r.group_size}): each needs a rollout"
     if c.ppo_mini_batches > c.expert_per_step and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "ppo_mini_batches", f"must be <= expert_per_step ({c.expert_per_step}): each mini-batch needs an expert trace"
     if c.learned_mu:
@@ -280,6 +283,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if tp is MuSchedule:
         return _mu(value, name)
+    if tp is RolloutConfig:
+        return _rollout(value, name)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value}")
@@ -315,8 +320,22 @@ def _mu(value: Any, name: str) -> MuSchedule:
         raise ConfigError(name, str(e)) from None
 
 
+def _rollout(value: Any, name: str) -> RolloutConfig:
+    """A mapping (or a RolloutConfig) as a RolloutConfig; unset fields keep their defaults."""
+    if isinstance(value, RolloutConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"must be a mapping like {{group_size: 8, max_turn_tokens: 256}}, got {value!r}")
+    hints = typing.get_type_hints(RolloutConfig)
+    for key in value:
+        _check_known(key, hints, f"{name}.")
+    return RolloutConfig(**{key: _coerce(v, hints[key], f"{name}.{key}") for key, v in value.items()})
+
+
 def _check_known(key: str, known: typing.Iterable[str], prefix: str = "") -> None:
     if key not in known:
+        if not prefix and key in typing.get_type_hints(RolloutConfig):
+            raise ConfigError(key, f"unknown key; did you mean 'rollout.{key}'? (sampling settings live in `rollout`)")
         close = difflib.get_close_matches(key, list(known), n=1)
         hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; known: {sorted(known)}"
         raise ConfigError(f"{prefix}{key}", f"unknown key{hint}")
@@ -329,8 +348,13 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> str:
     if not sub:
         raw[top] = value
         return top
+    if top == "rollout" and "." not in sub:
+        _check_known(sub, typing.get_type_hints(RolloutConfig), "rollout.")
+        current = raw.get("rollout", {})
+        raw["rollout"] = {**(dataclasses.asdict(current) if isinstance(current, RolloutConfig) else current), sub: value}
+        return top
     if top != "mu" or "." in sub:
-        raise ConfigError(key, "only mu has sub-keys (mu.kind, mu.value, ...)")
+        raise ConfigError(key, "only mu and rollout have sub-keys (mu.kind, mu.value, rollout.group_size, ...)")
     mu = _mu_mapping(raw.get("mu", _FIELDS["mu"].default_factory()))
     if sub == "kind" and value != mu.get("kind"):
         mu = {}
@@ -400,6 +424,8 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
         value = getattr(config, f.name)
         if isinstance(value, MuSchedule):
             value = _mu_mapping(value)
+        elif isinstance(value, RolloutConfig):
+            value = dataclasses.asdict(value)
         elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, dict):

@@ -1,4 +1,4 @@
-"""Per-token SFT weights w[B, T] for expert tokens, and a learned balance mu between the two losses.
+"""Per-token SFT weights w[B, T] for expert tokens.
 
 CHORD-phi (arXiv 2508.11408) weights each expert token's -log p by phi = p (1 - p), where p is the
 current policy's probability of that expert token, computed in the same forward pass and DETACHED. phi
@@ -13,15 +13,14 @@ pass over the logits (`token_stats`), so full-vocabulary logits are never materi
 says which statistics each weight reads, so the loop computes only those.
 
 Deviations from the references: Trinity-RFT computes phi (`sft_phi`) and p (`sft_is`) only; the other
-weights and the learned balance (an exploratory variant, `LearnedMu`) are ours (choices stated in each
-docstring).
+weights are ours (choices stated in each docstring). The learned balance mu lives with the mu
+schedules in `trainer/mu.py`.
 """
 
-import math
 from typing import Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def _prob(logp: Tensor) -> Tensor:
@@ -133,58 +132,3 @@ def token_stats(logits: Tensor, ids: Tensor, stats: tuple[str, ...] = ()) -> dic
             top2 = p_vocab.topk(2, dim=-1).values  # [b, t, 2]
             out["top2_margin"] = top2[..., 0] - top2[..., 1]
     return out
-
-
-class LearnedMu(nn.Module):
-    """EXPLORATORY VARIANT, not CHORD: a learned balance mu = sigmoid(theta) between L_RL and L_SFT,
-    fitted so that SFT carries a fixed share of the blended gradient.
-
-    CHORD moves from imitation to exploration: the expert term teaches while on-policy RL cannot, then
-    hands over, and phi damps the expert tokens the policy already knows or finds far off. Matching
-    gradient norms works against all three (docs/method.md, "SFT term and token weights"):
-    - when RL has no signal (every group's rewards equal, so A = 0 and g_rl = 0, as on a cold start),
-      the target is mu_min: mu falls exactly when the expert term is the only teacher;
-    - phi shrinks g_sft (w <= 0.25), and mu's odds mu / (1 - mu) grow by the same factor: SFT's share
-      of the blend is `target_share` whatever phi does, so phi's damping is undone;
-    - as the policy learns the expert's tokens (p -> 1, so g_sft -> 0) while RL still has signal, mu
-      climbs to mu_max: imitation gains weight when CHORD would hand over to exploration.
-    It is a variant to compare against (configs/chord-learned-mu.yaml), not a way to run CHORD.
-
-    Objective (ours; in the spirit of GradNorm, Chen et al. 2018): choose mu so that SFT's share of the
-    blended gradient, mu g_sft / ((1 - mu) g_rl + mu g_sft), equals `target_share`, where g_rl and g_sft
-    are the norms of the gradients of L_RL and L_SFT before mu (L_SFT with its token weights) on the
-    same parameters (all of them, or a cheap proxy such as the output layer). The solution is
-    theta* = logit(target_share) + log(g_rl / g_sft), and `balance_loss` = (theta - theta*)^2, so a step
-    of SGD with lr eta (`learned_mu_lr` in the config, in (0, 0.5]) moves theta a fraction 2 eta of the
-    way to theta*: a smoothed, learned mu. The policy loss takes mu detached.
-
-    Why not the suggested alternatives: Kendall et al. (2018) uncertainty weighting, exp(-s) L + s,
-    needs L >= 0 (a likelihood); the GRPO surrogate is often negative, and then s -> -inf. Training
-    mu on the CHORD loss itself moves mu towards whichever loss value is smaller, a trivial collapse.
-
-    No collapse: mu = sigmoid(theta) is never exactly 0 or 1; theta* is finite and clamped to
-    [logit(mu_min), logit(mu_max)], so mu stays inside whatever the gradient norms are (a zero SFT
-    gradient, e.g. all phi = 0, would otherwise drive mu to 1); and the objective is a parabola in
-    theta, whose gradient does not vanish as mu nears 0 or 1 (unlike a loss on mu itself).
-    """
-
-    def __init__(self, mu_init: float = 0.1, target_share: float = 0.5, mu_min: float = 0.01, mu_max: float = 0.99):
-        super().__init__()
-        if not 0.0 < mu_min <= mu_init <= mu_max < 1.0 or not 0.0 < target_share < 1.0:
-            raise ValueError("need 0 < mu_min <= mu_init <= mu_max < 1 and 0 < target_share < 1")
-        self.target_share, self.mu_min, self.mu_max = target_share, mu_min, mu_max
-        self.theta = nn.Parameter(torch.tensor(_logit(mu_init)))
-
-    def forward(self) -> Tensor:
-        """mu, a scalar tensor (pass `mu.detach()` or `float(mu)` to `chord_loss`)."""
-        return torch.sigmoid(self.theta)
-
-    def balance_loss(self, g_rl: float, g_sft: float) -> Tensor:
-        """(theta - theta*)^2 for gradient norms g_rl, g_sft >= 0 (floats, measured by the loop)."""
-        log_ratio = math.log(max(g_rl, 1e-12)) - math.log(max(g_sft, 1e-12))
-        theta_star = min(max(_logit(self.target_share) + log_ratio, _logit(self.mu_min)), _logit(self.mu_max))
-        return (self.theta - theta_star) ** 2
-
-
-def _logit(x: float) -> float:
-    return math.log(x / (1.0 - x))

@@ -52,7 +52,7 @@ import torch
 from tqdm import tqdm
 
 from chord_env.agents.backend import capabilities, open_backend
-from chord_env.agents.runner import RolloutConfig, rollout
+from chord_env.agents.runner import rollout
 from chord_env.agents.weight_sync import logprob_parity
 from chord_env.chat import ChatRenderer
 from chord_env.envs.mixture import make_for_split, make_mix, mix_weights
@@ -63,8 +63,9 @@ from chord_env.trainer.expert import expert_batch, load_expert, quotas
 from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
+from chord_env.trainer.mu import LearnedMu
 from chord_env.trainer.prefix import pack_shared
-from chord_env.trainer.token_weights import STATS_NEEDED, LearnedMu, phi, phi_distribution, token_weights
+from chord_env.trainer.token_weights import STATS_NEEDED, phi, phi_distribution, token_weights
 from chord_env.types import Trajectory
 
 EVAL_SEED = 10**9
@@ -123,11 +124,11 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
         mb = mb.to(device)
         share = _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
-            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.temperature, prefix=mb.prefix)
+            out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.rollout.temperature, prefix=mb.prefix)
             ref_logp = mb.ref_logp
             if ref_model is not None and ref_logp is None:
                 with torch.no_grad():
-                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.temperature, prefix=mb.prefix)["logp"]
+                    ref_logp = token_logprobs(ref_model, mb.input_ids, mb.attention_mask, mb.loss_mask, temperature=config.rollout.temperature, prefix=mb.prefix)["logp"]
         logp = out["logp"]
         old_logp = logp.detach() if mb.prox_logp is None else mb.prox_logp.to(logp.dtype)
         loss, m = grpo_loss(
@@ -160,9 +161,9 @@ def _with_old_logprobs(model, rl: list[Sequence], config: TrainConfig, device, p
             if mb.num_loss_tokens > 0:
                 on = mb.to(device)
                 with _autocast(device, config.dtype):
-                    prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
+                    prox = token_logprobs(model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.rollout.temperature, prefix=on.prefix)["logp"]
                     if ref_model is not None:
-                        ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.temperature, prefix=on.prefix)["logp"]
+                        ref = token_logprobs(ref_model, on.input_ids, on.attention_mask, on.loss_mask, temperature=config.rollout.temperature, prefix=on.prefix)["logp"]
             for row, i in enumerate(mb.index.tolist()):
                 start = 0 if mb.offset is None else int(mb.offset[row])  # shared-prefix rows begin after their prefix
                 n = len(rl[i].token_ids) - start
@@ -208,7 +209,7 @@ def second_stage(config: TrainConfig, step: int) -> bool:
 
 
 def make_learned_mu(config: TrainConfig) -> tuple[LearnedMu | None, torch.optim.SGD | None]:
-    """The learned mu (exploratory; `token_weights.LearnedMu`) and its SGD, from `mu_target_share`,
+    """The learned mu (exploratory; `trainer/mu.py`, `LearnedMu`) and its SGD, from `mu_target_share`,
     `learned_mu_bounds` and `learned_mu_lr`, starting at the constant `mu`; (None, None) without `learned_mu`."""
     if not config.learned_mu:
         return None, None
@@ -328,7 +329,7 @@ def eval_envs(config: TrainConfig) -> dict[str, Callable[[], gym.Env]]:
 def evaluate(backend, envs: dict[str, Callable[[], gym.Env]], renderer, config: TrainConfig, stop_ids: list[int]) -> dict[str, float]:
     """Greedy rollouts of `eval_tasks` tasks on each evaluation env (reset seeds from 10**9 on, so an
     env without splits is still seed-disjoint from training); `eval/accuracy` is the mean over envs."""
-    rc = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=config.max_turn_tokens, max_context=config.max_context)
+    rc = dataclasses.replace(config.rollout, group_size=1, temperature=0.0, top_p=1.0)
     seeds = list(range(EVAL_SEED, EVAL_SEED + config.eval_tasks))
     metrics: dict[str, float] = {}
     for name, make_env in envs.items():
@@ -379,14 +380,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             mu_optimizer.load_state_dict(extra["mu_optimizer"])
     logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
     can = capabilities(config.backend)
-    backend = open_backend(model if can.shares_weights else config.model, config.backend, max_model_len=config.max_context, seed=config.seed)
+    backend = open_backend(model if can.shares_weights else config.model, config.backend, max_model_len=config.rollout.max_context, seed=config.seed)
     make_env = partial(make_mix, config.env, "train")
     evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
-    rollout_config = RolloutConfig(
-        group_size=config.group_size, temperature=config.temperature, top_p=config.top_p,
-        max_turn_tokens=config.max_turn_tokens, max_context=config.max_context,
-    )
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     if config.eval_every and start == 0:
         logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
@@ -417,7 +414,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 metrics.update(sync())
                 stale = False
             began = time.perf_counter()
-            seeded = dataclasses.replace(rollout_config, seed=task_seeds(config, step)[0] * 1000) if can.per_request_seeds else rollout_config
+            seeded = dataclasses.replace(config.rollout, seed=task_seeds(config, step)[0] * 1000) if can.per_request_seeds else config.rollout
             trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))

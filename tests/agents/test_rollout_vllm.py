@@ -4,7 +4,7 @@ stored for training are exactly the ids the engine sampled, with the engine's lo
 import pytest
 from transformers import AutoTokenizer
 
-from chord_env.agents.bench_rollout import ThreeTurns
+from chord_env.bench.rollout import ThreeTurns
 from chord_env.agents.runner import RolloutConfig, rollout
 from chord_env.chat import ChatRenderer
 

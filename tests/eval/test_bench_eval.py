@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from chord_env.agents.bench_eval import Counting, _checks_per_s
+from chord_env.bench.eval import Counting, _checks_per_s
 from chord_env.agents.backend import Completion, SamplingParams
 
 

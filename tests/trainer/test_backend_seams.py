@@ -59,7 +59,7 @@ def registered():
 def run(name, model_dir, out):
     config = load_config(CONFIGS / "grpo.yaml", [
         f"model={model_dir}", f"env={ENV_ID}", f"out={out}", f"backend={name}", "steps=2", "tasks_per_step=2",
-        "group_size=4", "max_turn_tokens=1", "max_context=64", "micro_batch_tokens=512", "eval_every=0", "seed=5",
+        "rollout.group_size=4", "rollout.max_turn_tokens=1", "rollout.max_context=64", "micro_batch_tokens=512", "eval_every=0", "seed=5",
     ])
     run_dir = train(config)
     (model_or_dir, options, backend), = Recording.opened

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from chord_env.cli import main as cli_main
-from chord_env.trainer.bench_trainer import BenchSpec, make_batch, our_update, run_bench, trl_update
+from chord_env.bench.trainer import BenchSpec, make_batch, our_update, run_bench, trl_update
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import pytest
 
-from chord_env.trainer.bench_trainer import VARIANTS, BenchSpec, format_variants, make_batch, run_variants
+from chord_env.bench.trainer import VARIANTS, BenchSpec, format_variants, make_batch, run_variants
 
 
 def test_variants_run_in_one_process_and_report_ratios(tiny_model_dir, monkeypatch):

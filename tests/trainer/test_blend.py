@@ -58,8 +58,8 @@ SFT = sequences(SFT_IDS, [0.0] * 4, seed=1)
 def config_for(tiny_model_dir, *overrides: str):
     """Small micro-batches (several per side), clipping that never acts, 4 rollouts and 4 traces."""
     return load_config(None, [
-        f"model={tiny_model_dir}", "micro_batch_tokens=48", "max_context=64", "max_turn_tokens=8", "grad_clip=1e12",
-        "tasks_per_step=2", "group_size=2", "expert_per_step=4", *overrides,
+        f"model={tiny_model_dir}", "micro_batch_tokens=48", "rollout.max_context=64", "rollout.max_turn_tokens=8", "grad_clip=1e12",
+        "tasks_per_step=2", "rollout.group_size=2", "expert_per_step=4", *overrides,
     ])
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from chord_env.trainer.compare import method_config
+from chord_env.apps.compare import method_config
 from chord_env.trainer.config import load_config
-from chord_env.trainer.demo import CONFIGS
+from chord_env.apps.demo import CONFIGS
 
 
 def test_a_method_sets_the_blend_and_the_base_sets_the_rest(tmp_path):

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.config import TrainConfig, load_config, save_config
-from chord_env.trainer.schedules import MuSchedule, switch
+from chord_env.trainer.mu import MuSchedule, switch
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
 REQUIRED = ["model=models/tiny", "expert=data/expert.jsonl"]
@@ -58,7 +59,7 @@ def test_mu_overrides_switch_kind_and_accept_a_number():
         (["learned_mu=true", "learned_mu_bounds=[0.5, 0.2]"], ["learned_mu_bounds", "mu_min <= mu_max"]),
         (["learned_mu=true", "mu=0.1", "learned_mu_bounds=[0.2, 0.9]"], ["mu", "learned_mu_bounds [0.2, 0.9]"]),
         (["expert_per_step=0"], ["expert_per_step", "mu > 0"]),
-        (["max_turn_tokens=4096", "max_context=2048"], ["max_turn_tokens", "max_context"]),
+        (["rollout.max_turn_tokens=4096", "rollout.max_context=2048"], ["rollout.max_turn_tokens", "rollout.max_context"]),
         (["steps"], ["steps", "key=value"]),
         (["steps=[1"], ["steps", "YAML"]),
     ],
@@ -73,8 +74,8 @@ def test_bad_overrides_give_one_clear_error(overrides, names):
 def test_bad_files_name_the_file_and_field(tmp_path):
     cases = {
         "typo.yaml": ("model: m\nlearning_rate: 0.1\n", "learning_rate"),
-        "type.yaml": ("model: m\ngroup_size: eight\n", "group_size"),
-        "value.yaml": ("model: m\ntop_p: 0\n", "top_p"),
+        "type.yaml": ("model: m\nrollout: {group_size: eight}\n", "rollout.group_size"),
+        "value.yaml": ("model: m\nrollout: {top_p: 0}\n", "rollout.top_p"),
         "mu.yaml": ("model: m\nmu: {kind: chord, peak: 0.6}\n", "mu"),
         "broken.yaml": ("model: m\nsteps: [1, 2\n", "YAML"),
         "list.yaml": ("- model\n", "mapping"),
@@ -138,3 +139,13 @@ def test_env_and_expert_mixes_load_check_and_round_trip(tmp_path):
         load_config(None, ["model=m", "expert={a.jsonl: 0}"])
     with pytest.raises(ValueError, match="env"):
         load_config(None, ["model=m", "env=[1, 2]"])
+
+
+def test_rollout_is_the_runners_own_config_nested():
+    config = load_config(None, ["model=m", "rollout.group_size=4", "rollout.temperature=0.7"])
+    assert config.rollout == RolloutConfig(group_size=4, temperature=0.7)
+    for override, hint in [("group_size=4", "rollout.group_size"), ("rollout.groupsize=4", "rollout.group_size"),
+                           ("rollout.group_size.x=4", "sub-keys"), ("rollout.seed=3", "run's `seed`")]:
+        with pytest.raises(ValueError, match=hint.replace(".", r"\.")):
+            load_config(None, ["model=m", override])
+

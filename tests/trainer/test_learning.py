@@ -42,7 +42,7 @@ def expert_file(tmp_path_factory):
 def config_for(method, model, expert, out, *extra):
     return load_config(CONFIGS / f"{method}.yaml", [
         f"model={model}", f"env={ENV_ID}", f"expert={expert}", f"out={out}", "backend=hf",
-        "tasks_per_step=4", "group_size=8", "expert_per_step=8", "max_turn_tokens=1", "max_context=64",
+        "tasks_per_step=4", "rollout.group_size=8", "expert_per_step=8", "rollout.max_turn_tokens=1", "rollout.max_context=64",
         "micro_batch_tokens=2048", "lr=5e-2", "eval_tasks=24", "seed=1", *extra,
     ])
 
@@ -67,7 +67,7 @@ def test_sigkill_then_resume_gives_the_same_weights(tiny_model_dir, expert_file,
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     common = [
         "--config", str(CONFIGS / "chord-fixed-mu.yaml"), f"model={tiny_model_dir}", f"env={ENV_ID}", f"expert={expert_file}",
-        "backend=hf", "tasks_per_step=2", "group_size=4", "expert_per_step=4", "max_turn_tokens=2", "max_context=64",
+        "backend=hf", "tasks_per_step=2", "rollout.group_size=4", "expert_per_step=4", "rollout.max_turn_tokens=2", "rollout.max_context=64",
         "micro_batch_tokens=512", "lr=1e-2", "steps=4", "checkpoint_every=1", "seed=3",
     ]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -106,7 +106,7 @@ def test_learned_mu_moves_and_survives_a_resume(tiny_model_dir, expert_file, tmp
 
 def test_sft_without_expert_traces_is_a_clear_error(tiny_model_dir, tmp_path):
     config = load_config(CONFIGS / "chord-phi.yaml", [f"model={tiny_model_dir}", f"env={ENV_ID}", f"out={tmp_path}", "backend=hf",
-                                                      "max_turn_tokens=1", "max_context=64", "micro_batch_tokens=512"])
+                                                      "rollout.max_turn_tokens=1", "rollout.max_context=64", "micro_batch_tokens=512"])
     with pytest.raises(ValueError, match="expert"):
         train(config)
 

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chord_env.trainer.batching import Sequence, pack
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.config import TrainConfig, load_config
 from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.losses import grpo_loss, tis_weights
@@ -96,7 +97,7 @@ def rollouts(n_groups=2, group=3, prompt=10, seed=0):
 
 
 def config_for(tiny_model_dir, **kw):
-    base = dict(model=str(tiny_model_dir), micro_batch_tokens=4096, max_context=64, max_turn_tokens=16, tis_cap=None, dual_clip_c=3.0)
+    base = dict(model=str(tiny_model_dir), micro_batch_tokens=4096, rollout=RolloutConfig(max_context=64, max_turn_tokens=16), tis_cap=None, dual_clip_c=3.0)
     return TrainConfig(**{**base, **kw})
 
 
@@ -234,5 +235,5 @@ def test_config_checks_the_new_fields():
         with pytest.raises(ValueError, match=field):
             load_config(None, ["model=m", "expert_per_step=8", override])
     with pytest.raises(ValueError, match="tasks_per_step"):
-        load_config(None, ["model=m", "tasks_per_step=2", "group_size=2", "ppo_mini_batches=5", "expert_per_step=8"])
+        load_config(None, ["model=m", "tasks_per_step=2", "rollout.group_size=2", "ppo_mini_batches=5", "expert_per_step=8"])
     load_config(None, ["model=m", "mu=0", "expert_per_step=0", "ppo_mini_batches=4"])  # no SFT term: no expert needed

@@ -16,6 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chord_env.trainer.batching import Sequence, pack
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.config import TrainConfig
 from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.prefix import pack_shared, prompt_length
@@ -114,8 +115,8 @@ def test_rl_backward_equals_the_plain_path(model64, tiny_model_dir, aggregation)
     seqs = groups_of_rollouts()
     out = {}
     for share in (False, True):
-        config = TrainConfig(model=str(tiny_model_dir), aggregation=aggregation, micro_batch_tokens=64, max_context=64,
-                             max_turn_tokens=8, share_prefix=share, tis_cap=2.0)
+        config = TrainConfig(model=str(tiny_model_dir), aggregation=aggregation, micro_batch_tokens=64,
+                             rollout=RolloutConfig(max_context=64, max_turn_tokens=8), share_prefix=share, tis_cap=2.0)
         model = copy.deepcopy(model64)
         batches = pack_shared(seqs, 40) if share else pack(seqs, 10_000)
         metrics = _backward_rl(model, batches, 1.0, config, torch.device("cpu"))
@@ -133,7 +134,7 @@ def test_update_with_epochs_kl_and_shared_prefix_equals_the_plain_update(model64
     experts = [Sequence(s.token_ids, s.loss_mask, [0.0] * len(s.token_ids)) for s in groups_of_rollouts(seed=1)[:4]]
     after = {}
     for share in (False, True):
-        config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=64, max_context=64, max_turn_tokens=8, lr=1e-3,
+        config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=64, rollout=RolloutConfig(max_context=64, max_turn_tokens=8), lr=1e-3,
                              ppo_epochs=2, ppo_mini_batches=2, kl_coef=0.05, share_prefix=share)
         model = copy.deepcopy(model64)
         ref = copy.deepcopy(model64).requires_grad_(False)

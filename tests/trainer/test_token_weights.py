@@ -1,11 +1,11 @@
-"""SFT token weights and the learned balance (trainer/token_weights.py)."""
+"""SFT token weights (trainer/token_weights.py)."""
 
 import math
 
 import pytest
 import torch
 
-from chord_env.trainer.token_weights import STATS_NEEDED, TOKEN_WEIGHTS, LearnedMu, phi, token_stats, token_weights
+from chord_env.trainer.token_weights import STATS_NEEDED, TOKEN_WEIGHTS, phi, token_stats, token_weights
 
 # p = 0, tiny, 0.5, 1 (logp = -inf, -1e4, log 0.5, 0)
 EXTREME_LOGP = torch.tensor([[-math.inf, -1e4, math.log(0.5), 0.0]])
@@ -50,39 +50,6 @@ def test_token_stats_from_one_log_softmax():
     torch.testing.assert_close(out["top2_margin"], torch.tensor([[0.0, 1.0]]))
     assert out["logp"].requires_grad and not out["entropy"].requires_grad and not out["top2_margin"].requires_grad
     assert set(token_stats(logits, ids)) == {"logp"}
-
-
-def test_learned_mu_step_moves_theta_towards_the_gradient_share_target():
-    balance = LearnedMu(mu_init=0.1, target_share=0.5)
-    opt = torch.optim.SGD(balance.parameters(), lr=0.25)
-    theta_before = balance.theta.item()
-    # g_rl = 1, g_sft = 0.1: SFT gets half the gradient at mu* = 10 / 11 (0.1 mu* = 1 - mu*)
-    loss = balance.balance_loss(g_rl=1.0, g_sft=0.1)
-    assert torch.isfinite(loss)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    assert balance.theta.item() != theta_before
-    for _ in range(30):
-        opt.zero_grad()
-        balance.balance_loss(g_rl=1.0, g_sft=0.1).backward()
-        opt.step()
-    assert balance().item() == pytest.approx(10 / 11, abs=1e-4)
-
-
-def test_learned_mu_stays_inside_its_bounds():
-    balance = LearnedMu(mu_init=0.1, mu_min=0.05, mu_max=0.9)
-    opt = torch.optim.SGD(balance.parameters(), lr=0.25)
-    for g_rl, g_sft, bound in [(1.0, 0.0, 0.9), (0.0, 1.0, 0.05)]:  # a zero gradient on one side
-        for _ in range(40):
-            opt.zero_grad()
-            loss = balance.balance_loss(g_rl, g_sft)
-            assert torch.isfinite(loss)
-            loss.backward()
-            opt.step()
-        assert balance().item() == pytest.approx(bound, abs=1e-4)
-    with pytest.raises(ValueError):
-        LearnedMu(mu_init=0.0)
 
 
 def test_phi_distribution_by_hand():

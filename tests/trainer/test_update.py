@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from chord_env.trainer.batching import Sequence, pack
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.config import TrainConfig
 from chord_env.trainer.train import _backward_rl, _backward_sft, make_optimizer, rl_sequences, update
 from chord_env.types import Trajectory
@@ -50,7 +51,7 @@ def grads_after(model, fn, batches, config):
 
 @pytest.mark.parametrize("aggregation", ["token-mean", "seq-mean"])
 def test_rl_gradient_does_not_depend_on_micro_batching(model64, tiny_model_dir, aggregation):
-    config = TrainConfig(model=str(tiny_model_dir), aggregation=aggregation, micro_batch_tokens=2048, max_context=64, max_turn_tokens=8)
+    config = TrainConfig(model=str(tiny_model_dir), aggregation=aggregation, micro_batch_tokens=2048, rollout=RolloutConfig(max_context=64, max_turn_tokens=8))
     whole = grads_after(model64, _backward_rl, pack(seqs(), 10_000), config)
     split = grads_after(model64, _backward_rl, pack(seqs(), 30), config)
     assert len(pack(seqs(), 30)) > 2
@@ -58,14 +59,14 @@ def test_rl_gradient_does_not_depend_on_micro_batching(model64, tiny_model_dir, 
 
 
 def test_sft_gradient_does_not_depend_on_micro_batching(model64, tiny_model_dir):
-    config = TrainConfig(model=str(tiny_model_dir), token_weight="phi", micro_batch_tokens=2048, max_context=64, max_turn_tokens=8)
+    config = TrainConfig(model=str(tiny_model_dir), token_weight="phi", micro_batch_tokens=2048, rollout=RolloutConfig(max_context=64, max_turn_tokens=8))
     whole = grads_after(model64, _backward_sft, pack(seqs(), 10_000), config)
     split = grads_after(model64, _backward_sft, pack(seqs(), 30), config)
     assert_same_gradient(whole, split)
 
 
 def test_a_batch_without_loss_tokens_is_skipped(model, tiny_model_dir):
-    config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=2048, max_context=64, max_turn_tokens=8)
+    config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=2048, rollout=RolloutConfig(max_context=64, max_turn_tokens=8))
     empty = [s for s in seqs() if not any(s.loss_mask[1:])]
     metrics = _backward_rl(model, pack(empty + seqs()[:1], 20), 1.0, config, torch.device("cpu"))
     assert "loss/rl" in metrics
@@ -75,7 +76,7 @@ def test_a_batch_without_loss_tokens_is_skipped(model, tiny_model_dir):
 def test_a_step_whose_rollouts_carry_no_loss_token_still_steps(model, tiny_model_dir, mu):
     """Every episode cut before its first turn: the RL side adds nothing, the step goes on (SFT alone at
     mu > 0, no change at mu = 0) and the metrics say so instead of crashing."""
-    config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=2048, max_context=64, max_turn_tokens=8, lr=1e-3)
+    config = TrainConfig(model=str(tiny_model_dir), micro_batch_tokens=2048, rollout=RolloutConfig(max_context=64, max_turn_tokens=8), lr=1e-3)
     local = copy.deepcopy(model)
     before = [p.detach().clone() for p in local.parameters()]
     cut = [s for s in seqs() if not any(s.loss_mask[1:])]

@@ -50,7 +50,7 @@ update (model, trainer and batch loaded); on CUDA also `torch.cuda.max_memory_al
 Then our update's variants, in one process taking turns (`run_variants`): with and without
 `share_prefix` (each GRPO group's prompt once) and with and without bf16 autocast over the fp32 master
 weights, on a batch whose groups share their prompt (`group_size`), each reported with its ratio to the
-plain fp32 update measured in the same run. `python -m chord_env.trainer.bench_trainer MODEL_DIR [B P C
+plain fp32 update measured in the same run. `python -m chord_env.bench.trainer MODEL_DIR [B P C
 repeats]` prints that table alone (no TRL needed).
 """
 
@@ -464,6 +464,6 @@ def variants_main(model_dir: str, model_name: str, batch: int = 8, prompt_tokens
     return 0
 
 
-if __name__ == "__main__":  # python -m chord_env.trainer.bench_trainer MODEL_DIR [batch prompt completion repeats]
+if __name__ == "__main__":  # python -m chord_env.bench.trainer MODEL_DIR [batch prompt completion repeats]
     args = sys.argv[1:]
     sys.exit(variants_main(args[0], args[0], *map(int, args[1:5])))

@@ -1,11 +1,12 @@
-"""mu schedules (trainer/schedules.py): values at and around every boundary."""
+"""mu (trainer/mu.py): the schedules' values at and around every boundary, and the learned mu."""
 
 import pytest
+import torch
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chord_env.trainer.schedules import MuSchedule, chord_mu, constant, cosine, linear
+from chord_env.trainer.mu import LearnedMu, MuSchedule, chord_mu, constant, cosine, linear
 
 # (W, D, peak, valley) -> {step: mu}, worked by hand; cos(pi / 200) = 0.99987663, cos(pi / 20) = 0.98768834
 CASES = {
@@ -103,3 +104,36 @@ def test_sft_warmup_holds_pure_sft_then_follows_the_chord_cosine():
     schedule = MuSchedule(kind="sft-warmup", hold_steps=3, decay_steps=4, peak=0.6, valley=0.1)
     assert [schedule(s) for s in range(3)] == [1.0, 1.0, 1.0]
     assert [schedule(s) for s in (3, 5, 7, 50)] == pytest.approx([0.6, 0.35, 0.1, 0.1])
+
+
+def test_learned_mu_step_moves_theta_towards_the_gradient_share_target():
+    balance = LearnedMu(mu_init=0.1, target_share=0.5)
+    opt = torch.optim.SGD(balance.parameters(), lr=0.25)
+    theta_before = balance.theta.item()
+    # g_rl = 1, g_sft = 0.1: SFT gets half the gradient at mu* = 10 / 11 (0.1 mu* = 1 - mu*)
+    loss = balance.balance_loss(g_rl=1.0, g_sft=0.1)
+    assert torch.isfinite(loss)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert balance.theta.item() != theta_before
+    for _ in range(30):
+        opt.zero_grad()
+        balance.balance_loss(g_rl=1.0, g_sft=0.1).backward()
+        opt.step()
+    assert balance().item() == pytest.approx(10 / 11, abs=1e-4)
+
+
+def test_learned_mu_stays_inside_its_bounds():
+    balance = LearnedMu(mu_init=0.1, mu_min=0.05, mu_max=0.9)
+    opt = torch.optim.SGD(balance.parameters(), lr=0.25)
+    for g_rl, g_sft, bound in [(1.0, 0.0, 0.9), (0.0, 1.0, 0.05)]:  # a zero gradient on one side
+        for _ in range(40):
+            opt.zero_grad()
+            loss = balance.balance_loss(g_rl, g_sft)
+            assert torch.isfinite(loss)
+            loss.backward()
+            opt.step()
+        assert balance().item() == pytest.approx(bound, abs=1e-4)
+    with pytest.raises(ValueError):
+        LearnedMu(mu_init=0.0)

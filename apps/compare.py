@@ -32,7 +32,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import yaml  # noqa: E402
 
-from chord_env.trainer.demo import CONFIGS, Score, build_data, chart, evaluate_model, logs_to, table  # noqa: E402
+from chord_env.apps.demo import CONFIGS, Score, build_data, chart, evaluate_model, logs_to, table  # noqa: E402
 
 CURVES = ("reward/mean", "reward/accuracy", "eval/accuracy", "chord/mu", "policy/entropy", "grpo/kl_ref", "sft/nll", "sft/phi_q50")
 
