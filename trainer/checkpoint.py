@@ -1,9 +1,9 @@
 """Checkpoints a run can resume from after SIGKILL, and which a partial or damaged copy never impersonates.
 
 Layout: `run_dir/checkpoints/step-000020/` holds `model/` (a Hugging Face model through
-`save_pretrained`, safetensors) or `model.pt` (any other `nn.Module`, its state_dict), `optimizer.pt`,
-`state.pt` (scheduler state, RNG states of python, numpy, torch CPU and CUDA, the caller's `extra`:
-data position, metrics state...) and `COMPLETE`.
+`save_pretrained`, safetensors; for a peft model, its adapter alone: `trainer/lora.py`) or `model.pt`
+(any other `nn.Module`, its state_dict), `optimizer.pt`, `state.pt` (scheduler state, RNG states of
+python, numpy, torch CPU and CUDA, the caller's `extra`: data position, metrics state...) and `COMPLETE`.
 
 Why a partial checkpoint cannot pass for a complete one: everything is written into a hidden
 `.tmp-*` folder; each file and the folder are fsynced; `COMPLETE` is written last; only then is the
@@ -43,6 +43,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+
+from chord_env.trainer.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter
 
 COMPLETE = "COMPLETE"
 PREFIX = "step-"
@@ -155,7 +157,9 @@ def load_checkpoint(
         raise ValueError(f"checkpoint {path}: not a complete checkpoint (no {COMPLETE} marker)")
     if problem := checkpoint_problem(path):
         raise ValueError(f"checkpoint {path}: {problem}")
-    if (path / "model").is_dir():
+    if (path / "model" / ADAPTER_CONFIG).is_file():
+        _load(path / "model" / ADAPTER_WEIGHTS, lambda f: load_adapter(model, f.parent))
+    elif (path / "model").is_dir():
         _load_hf_weights(model, path / "model")
     else:
         _load(path / "model.pt", lambda f: model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True)))

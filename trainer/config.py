@@ -3,13 +3,13 @@
 `chord-env train --config configs/chord-phi.yaml model=DIR steps=4 mu.kind=chord rollout.group_size=4 ...`
 reads the YAML file (any field of `TrainConfig`; `mu:` is a mapping onto `MuSchedule`, or a number for
 a constant mu; `rollout:` a mapping onto the runner's own `RolloutConfig`, unset fields at their
-defaults), then applies the overrides in order, each value parsed as YAML so numbers, booleans,
-`null` and lists work. Setting `mu.kind` to another kind drops the old kind's parameters, so
+defaults; `lora:` null for full fine-tuning or a mapping onto `trainer/lora.py`'s `LoraSpec`), then
+applies the overrides in order, each value parsed as YAML so numbers, booleans, `null` and lists work. Setting `mu.kind` to another kind drops the old kind's parameters, so
 `mu.kind=chord` on top of a constant schedule asks for exactly the chord parameters.
 
 Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
 `X | Y | None`, `dict[str, float]` weight mappings, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
-dataclass and two nested ones (`mu`, `rollout`), and the checker gives the error this project wants, one `ValueError`
+dataclass and three nested ones (`mu`, `rollout`, `lora`), and the checker gives the error this project wants, one `ValueError`
 naming the file (or the command-line override) and the field. YAML 1.1 reads `1e-6` as a string; our
 loader reads it as the float everyone means.
 
@@ -32,6 +32,7 @@ import yaml
 
 from chord_env.agents.backend import trainable_backends
 from chord_env.agents.runner import RolloutConfig
+from chord_env.trainer.lora import LoraSpec
 from chord_env.trainer.losses import AGGREGATIONS
 from chord_env.trainer.mu import PARAMS, MuSchedule
 from chord_env.trainer.token_weights import TOKEN_WEIGHTS
@@ -142,6 +143,12 @@ class TrainConfig:
     """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
     gradient_checkpointing: bool = False
     """recompute activations in the backward pass to save memory"""
+    lora: LoraSpec | None = None
+    """null: full fine-tuning. A mapping (`lora: {rank: 16, alpha: 32, dropout: 0.0, target_modules:
+    all-linear}`, or `lora.rank=16` on the command line, unset fields at their defaults): train peft LoRA
+    adapters alone on the frozen model (`trainer/lora.py`); the engine gets merged weights after each
+    step, checkpoints hold the adapter, `final/` the merged model. LoRA wants a larger `lr` than full
+    fine-tuning (about 10x)"""
     share_prefix: bool = False
     """RL forward passes run each GRPO group's prompt once, its samples attending to its keys and values
     (Prefix Grouper, arXiv 2506.05433; trainer/prefix.py): the same loss and gradient as the plain pass,
@@ -216,6 +223,15 @@ def _problems(c: TrainConfig):
         yield "rollout.max_turn_tokens", f"must be <= rollout.max_context ({r.max_context}), got {r.max_turn_tokens}"
     if c.expert_per_step == 0 and (c.learned_mu or any(c.mu(step) > 0 for step in range(c.steps))):
         yield "expert_per_step", "must be >= 1: mu > 0 at some step, so the SFT term needs expert traces"
+    if c.lora is not None:
+        if c.lora.rank < 1:
+            yield "lora.rank", f"must be >= 1, got {c.lora.rank}"
+        if not c.lora.alpha > 0:
+            yield "lora.alpha", f"must be > 0, got {c.lora.alpha}"
+        if not 0 <= c.lora.dropout < 1:
+            yield "lora.dropout", f"must lie in [0, 1), got {c.lora.dropout}"
+        if not c.lora.target_modules:
+            yield "lora.target_modules", "must name the layers to adapt: all-linear or a regular expression"
     if c.tis_cap is not None and not c.tis_cap >= 1:
         yield "tis_cap", f"must be >= 1 (a cap below 1 would shrink even on-policy tokens) or null, got {c.tis_cap}"
     if c.ppo_mini_batches > c.tasks_per_step * r.group_size:
@@ -283,8 +299,8 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         return tuple(_coerce(v, a, f"{name}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     if tp is MuSchedule:
         return _mu(value, name)
-    if tp is RolloutConfig:
-        return _rollout(value, name)
+    if tp in NESTED:
+        return _nested(value, tp, name)
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ConfigError(name, f"must be a finite number, got {value}")
@@ -320,16 +336,20 @@ def _mu(value: Any, name: str) -> MuSchedule:
         raise ConfigError(name, str(e)) from None
 
 
-def _rollout(value: Any, name: str) -> RolloutConfig:
-    """A mapping (or a RolloutConfig) as a RolloutConfig; unset fields keep their defaults."""
-    if isinstance(value, RolloutConfig):
+NESTED = {RolloutConfig: "{group_size: 8, max_turn_tokens: 256}", LoraSpec: "{rank: 16, alpha: 32}"}
+"""The nested config dataclasses set by a mapping (unset fields at their defaults), each with an example."""
+
+
+def _nested(value: Any, tp: type, name: str) -> Any:
+    """A mapping (or an instance) as the nested dataclass `tp`; unset fields keep their defaults."""
+    if isinstance(value, tp):
         return value
     if not isinstance(value, dict):
-        raise ConfigError(name, f"must be a mapping like {{group_size: 8, max_turn_tokens: 256}}, got {value!r}")
-    hints = typing.get_type_hints(RolloutConfig)
+        raise ConfigError(name, f"must be a mapping like {NESTED[tp]}, got {value!r}")
+    hints = typing.get_type_hints(tp)
     for key in value:
         _check_known(key, hints, f"{name}.")
-    return RolloutConfig(**{key: _coerce(v, hints[key], f"{name}.{key}") for key, v in value.items()})
+    return tp(**{key: _coerce(v, hints[key], f"{name}.{key}") for key, v in value.items()})
 
 
 def _check_known(key: str, known: typing.Iterable[str], prefix: str = "") -> None:
@@ -348,13 +368,14 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> str:
     if not sub:
         raw[top] = value
         return top
-    if top == "rollout" and "." not in sub:
-        _check_known(sub, typing.get_type_hints(RolloutConfig), "rollout.")
-        current = raw.get("rollout", {})
-        raw["rollout"] = {**(dataclasses.asdict(current) if isinstance(current, RolloutConfig) else current), sub: value}
+    nested = {"rollout": RolloutConfig, "lora": LoraSpec}
+    if top in nested and "." not in sub:
+        _check_known(sub, typing.get_type_hints(nested[top]), f"{top}.")
+        current = raw.get(top) or {}
+        raw[top] = {**(dataclasses.asdict(current) if dataclasses.is_dataclass(current) else current), sub: value}
         return top
     if top != "mu" or "." in sub:
-        raise ConfigError(key, "only mu and rollout have sub-keys (mu.kind, mu.value, rollout.group_size, ...)")
+        raise ConfigError(key, "only mu, rollout and lora have sub-keys (mu.kind, mu.value, rollout.group_size, lora.rank, ...)")
     mu = _mu_mapping(raw.get("mu", _FIELDS["mu"].default_factory()))
     if sub == "kind" and value != mu.get("kind"):
         mu = {}
@@ -424,7 +445,7 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
         value = getattr(config, f.name)
         if isinstance(value, MuSchedule):
             value = _mu_mapping(value)
-        elif isinstance(value, RolloutConfig):
+        elif isinstance(value, (RolloutConfig, LoraSpec)):
             value = dataclasses.asdict(value)
         elif isinstance(value, tuple):
             value = list(value)

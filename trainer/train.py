@@ -19,7 +19,8 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; docs/method.md)
    p(1 - p) for CHORD-phi). Each micro-batch's mean is scaled by its share of the mini-batch's loss
    tokens (or sequences, for seq-mean), so the accumulated gradient is exactly that of
    (1 - mu) L_RL + mu L_SFT over the whole mini-batch; no normaliser is entered by hand.
-5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA, or with dtype bf16).
+5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA, or with dtype bf16);
+   with `lora`, over the LoRA adapters alone, the base weights frozen (`lora.py`).
 6. Weights synced to the backend before it is next used (the next rollouts or an evaluation; a run
    of pure-SFT steps needs no engine, so it syncs once, not every step), then checked: for a backend
    holding its own copy of the weights (`Capabilities.checks_parity`: vLLM), the max |logprob
@@ -61,6 +62,7 @@ from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, sav
 from chord_env.trainer.config import TrainConfig, save_config
 from chord_env.trainer.expert import expert_batch, load_expert, quotas
 from chord_env.trainer.logprobs import token_logprobs
+from chord_env.trainer.lora import InitialPolicy, add_adapters, merged_model
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
 from chord_env.trainer.mu import LearnedMu
@@ -196,11 +198,12 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
 
 
 def make_optimizer(model, config: TrainConfig, step: int = 0) -> torch.optim.AdamW:
-    """A fresh AdamW over all parameters for the stage that `step` belongs to (`second_stage`), fused: one
-    pass per parameter instead of a dozen elementwise kernels (SmolLM2-135M on 2 CPU cores: 0.09 s per
-    step against 0.42 s; transformers' default optimizer too)."""
+    """A fresh AdamW over the trainable parameters (all of them, or the LoRA adapters alone) for the stage
+    that `step` belongs to (`second_stage`), fused: one pass per parameter instead of a dozen elementwise
+    kernels (SmolLM2-135M on 2 CPU cores: 0.09 s per step against 0.42 s; transformers' default optimizer too)."""
     lr = config.second_stage_lr if second_stage(config, step) else config.lr
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay, fused=True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=lr, betas=tuple(config.betas), weight_decay=config.weight_decay, fused=True)
 
 
 def second_stage(config: TrainConfig, step: int) -> bool:
@@ -354,13 +357,17 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     renderer = ChatRenderer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32).to(device)
+    adapted = add_adapters(model, config.lora) if config.lora is not None else None  # LoRA: `model` gains adapters in place
+    saved = adapted if adapted is not None else model  # what checkpoints hold: with LoRA, the adapter alone
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     optimizer = make_optimizer(model, config, 0)
     learned_mu, mu_optimizer = make_learned_mu(config)
     uses_rl = learned_mu is not None or any(config.mu(s) < 1 for s in range(config.steps))
-    ref_model = copy.deepcopy(model).eval().requires_grad_(False) if uses_rl and (config.kl_coef > 0 or config.log_kl_initial) else None
+    ref_model = None
+    if uses_rl and (config.kl_coef > 0 or config.log_kl_initial):  # the initial policy: with LoRA, the adapters switched off
+        ref_model = InitialPolicy(adapted) if adapted is not None else copy.deepcopy(model).eval().requires_grad_(False)
     uses_sft = learned_mu is not None or any(config.mu(s) > 0 for s in range(config.steps))
     if uses_sft and not config.expert:
         raise ValueError("this config has mu > 0 (an SFT term) but no expert traces: set expert=PATH")
@@ -373,7 +380,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
     if checkpoint is not None:
-        extra = load_checkpoint(checkpoint, model, optimizer, None)  # after the switch: the second stage's AdamW, lr included
+        extra = load_checkpoint(checkpoint, saved, optimizer, None)  # after the switch: the second stage's AdamW, lr included
         start = int(extra["step"])
         if learned_mu is not None:
             learned_mu.load_state_dict(extra["learned_mu"])
@@ -440,10 +447,10 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             extra = {"step": step + 1}
             if learned_mu is not None:
                 extra.update(learned_mu=learned_mu.state_dict(), mu_optimizer=mu_optimizer.state_dict())
-            save_checkpoint(run_dir, step + 1, model, optimizer, None, extra)
+            save_checkpoint(run_dir, step + 1, saved, optimizer, None, extra)
     logger.close()
     backend.close()
-    model.save_pretrained(run_dir / "final")  # a model folder every command takes (eval, rollout)
+    (merged_model(adapted) if adapted is not None else model).save_pretrained(run_dir / "final")  # a model folder every command takes (eval, rollout)
     tokenizer.save_pretrained(run_dir / "final")
     plot_metrics(run_dir)
     return run_dir
