@@ -94,6 +94,7 @@ BACKENDS: dict[str, str | type] = {
     "vllm": "chord_env.agents.vllm_backend:VLLMBackend",
     "hf": "chord_env.agents.hf_backend:HFBackend",
     "openai": "chord_env.agents.openai_backend:OpenAIBackend",
+    "remote-vllm": "chord_env.agents.remote_vllm_backend:RemoteVLLMBackend",
 }
 """Backend classes by name: a class, or "module:Class" (imported when first asked for, so naming a
 backend never imports its engine, and this module imports no torch: the CLI lists the names)."""

@@ -22,7 +22,7 @@ what `load_weights` itself does, or accept names other than the Hugging Face che
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
 
@@ -44,11 +44,16 @@ class WorkerExtension:
                     count += 1
                     yield name, f.get_tensor(name)
 
-        self.reload_weights(weights_iterator=weights())
+        self._chord_env_reload(weights())
+        return count
+
+    def _chord_env_reload(self, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+        """Load `weights` (Hugging Face names) into the running model in place, then re-pack a tied
+        output layer (module docstring)."""
+        self.reload_weights(weights_iterator=iter(weights))
         model = self.model_runner.get_model()
         hf_config = self.vllm_config.model_config.hf_text_config
         lm_head = getattr(model, "lm_head", None)
         quant_method = getattr(lm_head, "quant_method", None)
         if getattr(hf_config, "tie_word_embeddings", False) and quant_method is not None:
             quant_method.process_weights_after_loading(lm_head)
-        return count

@@ -17,7 +17,7 @@ def test_each_backend_declares_its_capabilities():
     assert capabilities("hf") == Capabilities(shares_weights=True, syncs_weights=True, per_request_seeds=True, checks_parity=False)
     assert capabilities("vllm") == Capabilities(shares_weights=False, syncs_weights=True, per_request_seeds=False, checks_parity=True)
     assert capabilities("openai") == Capabilities(remote=True)
-    assert trainable_backends() == ["hf", "vllm"]  # a server's weights cannot be replaced: no training on it
+    assert trainable_backends() == ["hf", "remote-vllm", "vllm"]  # an OpenAI server's weights cannot be replaced: no training on it
     with pytest.raises(AttributeError):
         capabilities("hf").shares_weights = False  # frozen: a declaration, not a setting
 
