@@ -27,7 +27,9 @@ An episode is one BFCL entry: a conversation of several user turns over BFCL's s
   `convert_to_function_call` writes; empty steps dropped, as `_evaluate_single_multi_turn_entry`
   does) go to BFCL's `multi_turn_checker` under a model name unique to the episode, which replays
   them and the ground truth on fresh instances and checks state and responses after each turn.
-  Reward 1.0 iff valid. bfcl-eval 2026.3.23 imports but never calls
+  The rubric (`multi_turn_rubric`) has one term, `bfcl`: 1.0 iff valid; the verdict (`score`'s
+  dict) is `info["verdict"]` and `env.verdict`, the decoded strings `info["decoded"]`. A truncated
+  episode is BFCL's "force_terminated" failure. bfcl-eval 2026.3.23 imports but never calls
   `multi_turn_irrelevance_checker`; its verdict is reported in `info` and does not score.
 
 Safety: BFCL executes calls with `eval` on the call string. The env never passes a model-chosen
@@ -49,11 +51,10 @@ from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Any
 
-import gymnasium as gym
-
 from chord_env.envs.base import ChatEnv
 from chord_env.envs.bfcl import decode_hermes, to_tool_spec
 from chord_env.envs.bfcl_checker import bfcl
+from chord_env.envs.rewards import Episode, Rubric
 from chord_env.envs.task import Task
 from chord_env.parsing import FORMATTERS, PARSERS
 from chord_env.types import Message, ToolCall, ToolSpec
@@ -208,6 +209,23 @@ def score(case: MultiTurnCase, decoded: list[list[list[str]]], model_name: str |
             "detail": str(result.get("error_message", ""))[:500], "irrelevance_ok": irrelevance}
 
 
+def multi_turn_rubric() -> Rubric:
+    """One term, `bfcl`: 1.0 iff BFCL's checker accepts the episode's decoded calls
+    (`episode.details["decoded"]`); a truncated episode fails as force-terminated. The verdict is
+    left in `episode.details["verdict"]`."""
+
+    def bfcl_term(episode: Episode) -> float:
+        if episode.truncation is not None:
+            found = {"correct": False, "error_type": FORCE_TERMINATED, "bfcl_error_type": "multi_turn:force_terminated",
+                     "detail": f"truncated: {episode.truncation}"}
+        else:
+            found = score(episode.task.info["case"], episode.details["decoded"])
+        episode.details["verdict"] = found
+        return float(found["correct"])
+
+    return Rubric({"bfcl": (1.0, bfcl_term)})
+
+
 def _episode_name() -> str:
     return f"chord_env_{uuid.uuid4().hex}"
 
@@ -234,6 +252,7 @@ class BFCLMultiTurnEnv(ChatEnv):
     def __init__(self, tasks: list[Task], parser: str = "hermes", system_prompt: str | None = None):
         super().__init__(tasks, system_prompt)
         self._parse = partial(decode_hermes, execute=True) if parser == "hermes" else PARSERS[parser]
+        self.rubric = multi_turn_rubric()
         self._name: str | None = None
         self.verdict: dict[str, Any] | None = None
         """BFCL's verdict on the last episode, once it ended (`score`'s dict)."""
@@ -250,6 +269,7 @@ class BFCLMultiTurnEnv(ChatEnv):
         self.tools: list[ToolSpec] = list(self.task.tools)
         self.messages = list(opening)
         self.turn, self.steps = 0, 0
+        self.actions: list[str] = []
         self.decoded: list[list[list[str]]] = [[]]
         self.verdict: dict[str, Any] | None = None
         return opening, {**info, "tools": list(self.tools)}
@@ -262,6 +282,7 @@ class BFCLMultiTurnEnv(ChatEnv):
 
     def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
         self._begin_step(action)
+        self.actions.append(action)
         parsed = self._parse(action)
         calls = [ToolCall(c.name, c.arguments, f"call_{self.turn}_{self.steps}_{i}") for i, c in enumerate(parsed.calls)]
         self.messages.append(Message("assistant", parsed.content, tool_calls=calls))
@@ -279,12 +300,13 @@ class BFCLMultiTurnEnv(ChatEnv):
             ]
             self.messages.extend(observation)
             if self.steps > MAX_STEPS_PER_TURN:
-                return observation, 0.0, False, True, {**info, **self._finish(), "truncation": "max_steps"}
+                reward, finished = self._finish("max_steps")
+                return observation, reward, False, True, {**info, **finished, "truncation": "max_steps"}
             return observation, 0.0, False, False, {**info, "truncation": None}
         self.turn, self.steps = self.turn + 1, 0
         if self.turn == len(self.case.turns):
-            finished = self._finish()
-            return [], finished["reward_breakdown"]["bfcl"], True, False, {**info, **finished, "truncation": None}
+            reward, finished = self._finish(None)
+            return [], reward, True, False, {**info, **finished, "truncation": None}
         self.decoded.append([])
         observation = self._user_turn(self.turn)
         self.messages.extend(observation)
@@ -298,21 +320,20 @@ class BFCLMultiTurnEnv(ChatEnv):
         functions = "\n".join(json.dumps(t.to_openai()) for t in added)
         return [Message("user", ADDED_FUNCTIONS_PROMPT.format(functions=functions))]
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self, truncation: str | None) -> tuple[float, dict[str, Any]]:
+        """Score the episode with the rubric (BFCL's checker) and free its instances."""
         self._done = True
-        self.verdict = verdict = score(self.case, self.decoded)
-        self.close()
-        return {"verdict": verdict, "decoded": self.decoded, "reward_breakdown": {"bfcl": float(verdict["correct"])},
-                "success": bool(verdict["correct"])}
+        episode = Episode(task=self.task, messages=list(self.messages), final_answer=None, tool_results=[],
+                          parse_errors=0, turns=len(self.actions), tools={}, truncation=truncation,
+                          actions=list(self.actions), details={"decoded": self.decoded})
+        try:
+            reward, info = self.rubric.score(episode, finished=truncation is None)
+        finally:
+            self.close()
+        self.verdict = info.get("verdict")
+        return reward, info
 
     def close(self) -> None:
         if self._name is not None:
             release(self._name)
             self._name = None
-
-
-class SeedAsTaskIndex(gym.Wrapper):
-    """`reset(seed=i)` plays task `i` (the runner resets with task seeds; evaluation wants each task once)."""
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
-        return self.env.reset(seed=seed, options={"task_index": seed, **(options or {})})

@@ -1,4 +1,4 @@
-"""Reward functions for tool-use episodes: small pure functions, combined with weights, each reported.
+"""Reward functions for chord-env episodes: small functions, combined with weights, each reported.
 
 A reward function takes the finished `Episode` and returns a float (conventionally in [0, 1]).
 `Rubric` sums weighted terms and returns the total plus a per-term breakdown that the environment
@@ -9,6 +9,11 @@ A rubric also says whether the episode *succeeded* (`Rubric.succeeded`, reported
 `info["success"]`): its own `success` predicate over the episode and the breakdown when given,
 else the `answer` term is full when the rubric has one, else every term is full. Success is the
 yes/no outcome to report (success rates); the weighted total is the shaped training signal.
+
+Every chord-env env scores this way (`Rubric.score` gives the reward and the final step's info), so
+a training reward and an evaluation verdict are the same function of the episode. A term may leave
+what it found beside its score in `episode.details` (BFCL's verdict, the matched calls); the env
+reports those entries in the final step's info.
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from chord_env.tools import Tool, ToolResult
 from chord_env.envs.task import Task
@@ -38,6 +43,11 @@ class Episode:
     turns: int
     tools: dict[str, Tool]
     truncation: str | None
+    actions: list[str] = field(default_factory=list)
+    """The assistant's raw texts, one per turn, as `step` received them."""
+    details: dict[str, Any] = field(default_factory=dict)
+    """Env-specific facts for the terms (BFCL multi-turn's decoded calls) and what the terms found
+    beside their scores (BFCL's verdict); reported in the final step's info."""
 
 
 RewardFn = Callable[[Episode], float]
@@ -55,6 +65,11 @@ class Rubric:
     def maximum(self) -> float:
         """The total when every term scores 1.0 (terms are conventionally in [0, 1])."""
         return sum(weight for weight, _ in self.terms.values() if weight > 0)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The lowest and highest total for terms in [0, 1]: the sum of the negative weights, `maximum`."""
+        return sum(min(weight, 0.0) for weight, _ in self.terms.values()), self.maximum
 
     def succeeded(self, episode: Episode, breakdown: dict[str, float]) -> bool:
         """`success(episode, breakdown)` if given, else the answer term (or, lacking one, every term) is full."""
@@ -77,6 +92,14 @@ class Rubric:
             breakdown[name] = value
             total += weight * value
         return total, breakdown, errors
+
+    def score(self, episode: Episode, finished: bool = True) -> tuple[float, dict[str, Any]]:
+        """The episode's reward and its final step's info: the terms' `details`, `reward_breakdown`,
+        `reward_errors` and `success` (the episode `finished` without truncation, no term failed, and
+        `succeeded`)."""
+        reward, breakdown, errors = self(episode)
+        success = finished and not errors and self.succeeded(episode, breakdown)
+        return reward, {**episode.details, "reward_breakdown": breakdown, "reward_errors": errors, "success": success}
 
 
 _NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")

@@ -104,16 +104,12 @@ class ToolEnv(ChatEnv):
         self.max_calls_per_turn = max_calls_per_turn
         self.max_tool_seconds_per_turn = max_tool_seconds_per_turn
 
-    @property
-    def reward_range(self) -> tuple[float, float]:  # type: ignore[override]
-        """The rubric's bounds (its terms score in [0, 1]): the sum of its negative weights to its maximum."""
-        return sum(min(weight, 0.0) for weight, _ in self.rubric.terms.values()), self.rubric.maximum
-
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[list, dict]:
         opening, info = super().reset(seed=seed, options=options)
         self.tools = {t.name: t for t in self._tools_for(self.task)}
         self.messages = list(opening)
         self.tool_results: list[ToolResult] = []
+        self.actions: list[str] = []
         self.parse_errors = 0
         self.turns = 0
         self.tokens = sum(self.count_tokens(m.content) for m in opening) if self.count_tokens else 0
@@ -122,6 +118,7 @@ class ToolEnv(ChatEnv):
     def step(self, action: str) -> tuple[list, float, bool, bool, dict]:
         self._begin_step(action)
         self.turns += 1
+        self.actions.append(action)
         parsed = self._parse(action)
         asked = [ToolCall(c.name, c.arguments, c.id or f"call_{self.turns}_{i}") for i, c in enumerate(parsed.calls)]
         calls, results, over_budget = self._run(asked)
@@ -155,10 +152,8 @@ class ToolEnv(ChatEnv):
         if terminated or truncation:
             self._done = True
             final = parsed.content if terminated else None
-            episode = self._episode(final, truncation)
-            reward, breakdown, errors = self.rubric(episode)
-            success = terminated and not errors and self.rubric.succeeded(episode, breakdown)
-            info.update(reward_breakdown=breakdown, reward_errors=errors, success=success)
+            reward, outcome = self.rubric.score(self._episode(final, truncation), finished=terminated)
+            info.update(outcome)
         return observation, reward, terminated, truncation is not None, info
 
     def _run(self, calls: list[ToolCall]) -> tuple[list[ToolCall], list[ToolResult], str | None]:
@@ -207,4 +202,5 @@ class ToolEnv(ChatEnv):
             turns=self.turns,
             tools=self.tools,
             truncation=truncation,
+            actions=list(self.actions),
         )

@@ -70,6 +70,24 @@ def test_evaluate_scores_ground_truth_through_the_backend(smollm2_tokenizer):
     assert all(w["error_type"] == bfcl.NO_CALL for w in wrong.values())
     assert smollm2_tokenizer.convert_tokens_to_ids("<|im_end|>") in backend.calls[0].stop_token_ids
     assert all(r.outputs and not r.outputs[0].endswith("<|im_end|>") for r in results)
+    assert [r.verdicts[0] for r in results] == [c.check(r.outputs[0]) for r, c in zip(results, cases)]  # one scorer
+
+
+def test_suites_are_played_in_their_registered_envs():
+    import chord_env
+    from chord_env.envs.bfcl_single_turn import BFCLEnv
+    from chord_env.envs.math_env import MathEnv
+
+    bfcl_case = bfcl_suite(["simple_python"])[0]
+    registered = chord_env.make("chord/BFCL-v0").unwrapped
+    assert isinstance(bfcl_case.env(), BFCLEnv) and type(registered) is BFCLEnv
+    opening, info = registered.reset(options={"task_index": 0})
+    assert (opening, info["tools"], info["task_id"]) == (bfcl_case.messages, bfcl_case.tools, bfcl_case.id)
+    math_case = math_suite(1, VerifierPool(processes=1))[0]
+    registered = chord_env.make("chord/ArithmeticHeldOut-v0", n=1).unwrapped
+    assert isinstance(math_case.env(), MathEnv) and type(registered) is MathEnv
+    opening, info = registered.reset(seed=0)
+    assert (opening, info["task_id"]) == (math_case.messages, math_case.id)
 
 
 def test_prompts_over_the_limit_fail_without_generation(smollm2_tokenizer):
