@@ -2,11 +2,11 @@
 
 A suite is a list of `EvalCase`s: a task, the env that plays it (`env`, the class a registered id
 makes: `chord/BFCL-v0`'s `BFCLEnv` for `bfcl-single`, `chord/ArithmeticHeldOut-v0`'s `MathEnv` for
-`math`, `BFCLMultiTurnEnv` for `bfcl-multi-turn`), and the opening messages and tools the env poses.
-`evaluate` plays every case `params.n` times through the rollout runner (`agents/runner.py`: the
-prompt rendered with the chat template, token-in/token-out, the reply decoded once to step the env)
-and reports the env's verdict from the step that ended the episode (`info["verdict"]`, which its
-rubric computed). So a case's verdict is the env's reward, the one a training run on that env would
+`math`, `chord/BFCLMultiTurn-v0`'s `BFCLMultiTurnEnv` for `bfcl-multi-turn`), and the opening
+messages and tools the env poses. `evaluate` plays every case `params.n` times through the rollout
+runner (`agents/runner.py`: the prompt rendered with the chat template, token-in/token-out, the
+reply decoded once to step the env) and reports the env's verdict from the step that ended the
+episode (`info["verdict"]`, which its rubric computed). So a case's verdict is the env's reward, the one a training run on that env would
 get: BFCL's checker for BFCL, math-verify for math. A reply the runner cut at `params.max_tokens`
 is still scored; a prompt longer than `max_prompt_tokens` is not sent and fails as
 `prompt_too_long`; an episode the runner ends (context full, env failure) fails with its reason.

@@ -64,6 +64,7 @@ BUILTINS = {
     "chord/Arithmetic-v0": "chord_env.envs.builtin:arithmetic_env",
     "chord/ArithmeticHeldOut-v0": "chord_env.envs.math_heldout:heldout_math_env",
     "chord/BFCL-v0": "chord_env.envs.bfcl_single_turn:bfcl_env",
+    "chord/BFCLMultiTurn-v0": "chord_env.envs.bfcl_multi_turn:bfcl_multi_turn_env",
     "chord/Calculator-v0": "chord_env.envs.builtin:calculator_env",
     "chord/FunctionCall-v0": "chord_env.envs.builtin:function_call_env",
     "chord/FunctionCatalog-v0": "chord_env.envs.function_tasks:function_catalog_env",

@@ -31,6 +31,8 @@ An episode is one BFCL entry: a conversation of several user turns over BFCL's s
   dict) is `info["verdict"]` and `env.verdict`, the decoded strings `info["decoded"]`. A truncated
   episode is BFCL's "force_terminated" failure. bfcl-eval 2026.3.23 imports but never calls
   `multi_turn_irrelevance_checker`; its verdict is reported in `info` and does not score.
+- Registered as `chord/BFCLMultiTurn-v0` (`bfcl_multi_turn_env`): BFCL is held out, so the env has
+  one split, `held_out`, and refuses any other.
 
 Safety: BFCL executes calls with `eval` on the call string. The env never passes a model-chosen
 name to it unless it is a public method of the episode's instances, and never an argument name
@@ -337,3 +339,12 @@ class BFCLMultiTurnEnv(ChatEnv):
         if self._name is not None:
             release(self._name)
             self._name = None
+
+
+def bfcl_multi_turn_env(split: str = "held_out", categories: tuple[str, ...] | list[str] = CATEGORIES,
+                        parser: str = "hermes", system_prompt: str | None = None) -> BFCLMultiTurnEnv:
+    """`chord/BFCLMultiTurn-v0`: BFCL's multi-turn `categories` (all four by default). BFCL is held
+    out: `split` must be "held_out"; "train" and "validation" are refused."""
+    if split != "held_out":
+        raise ValueError(f"BFCL is held-out evaluation data: split {split!r} does not exist, only 'held_out'")
+    return BFCLMultiTurnEnv(tasks(categories), parser=parser, system_prompt=system_prompt)

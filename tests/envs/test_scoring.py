@@ -27,7 +27,7 @@ def test_every_builtin_env_scores_through_its_rubric(env_id):
     env.close()
 
 
-@pytest.mark.parametrize("env_id", ["chord/BFCL-v0", "chord/ArithmeticHeldOut-v0"])
+@pytest.mark.parametrize("env_id", ["chord/BFCL-v0", "chord/BFCLMultiTurn-v0", "chord/ArithmeticHeldOut-v0"])
 def test_held_out_suites_refuse_the_train_split(env_id):
     for split in ("train", "validation"):
         with pytest.raises(ValueError, match=split):
