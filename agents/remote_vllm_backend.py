@@ -157,19 +157,22 @@ class RemoteVLLMBackend:
                 results[i] = completions
         return results
 
-    def _rpc(self, root: str, method: str, *args: str, hint: str = "") -> list[Any]:
-        """Run `method` of the worker extension in every worker of the server at `root`; one result each.
-        `hint` ends the message of an error the server answered."""
-        url = f"{root}/collective_rpc"
+    def _post(self, url: str, body: dict[str, Any] | None = None, hint: str = "") -> Any:
+        """The JSON answer of one POST to a server's dev-mode endpoint, not retried (a repeated receive
+        would wait for a broadcast that never comes); `hint` ends the message of an error it answered."""
         try:
-            response = httpx.post(url, json={"method": method, "args": list(args)}, headers=self._headers, timeout=self.sync_timeout)
+            response = httpx.post(url, json=body, headers=self._headers, timeout=self.sync_timeout)
         except httpx.HTTPError as e:
-            raise BackendError(f"POST {url} ({method}) failed: {type(e).__name__}: {e}") from None
+            raise BackendError(f"POST {url} failed: {type(e).__name__}: {e}") from None
         if response.status_code == 404:
             raise BackendError(f"{url} does not exist: start the server with VLLM_SERVER_DEV_MODE=1 (docs/launch.md)")
         if response.is_error:
-            raise BackendError(f"POST {url} ({method}) failed: {_error_text(response)}{hint}")
-        return response.json()["results"]
+            raise BackendError(f"POST {url} failed: {_error_text(response)}{hint}")
+        return response.json()
+
+    def _rpc(self, root: str, method: str, *args: str, hint: str = "") -> list[Any]:
+        """Run `method` of the worker extension in every worker of the server at `root`; one result each."""
+        return self._post(f"{root}/collective_rpc", {"method": method, "args": list(args)}, f" ({method}){hint}")["results"]
 
     def _workers(self, root: str) -> int:
         """How many workers the server at `root` runs (one per tensor- or pipeline-parallel rank)."""
@@ -222,10 +225,8 @@ class RemoteVLLMBackend:
         for work in works:
             work.wait()
         for root in self.roots:
-            url = f"{root}/reset_prefix_cache"
-            response = httpx.post(url, headers=self._headers, timeout=self.sync_timeout)
-            if response.is_error or not response.json().get("success"):
-                raise BackendError(f"POST {url} failed: {_error_text(response)}")
+            if not self._post(f"{root}/reset_prefix_cache").get("success"):
+                raise BackendError(f"{root} did not reset its prefix cache")
 
     def close(self) -> None:
         """Close the clients and leave the broadcast group (the servers keep running)."""
