@@ -1,9 +1,9 @@
-"""What the TRL and verifiers bridges share: a registered env's tasks as dataset rows, and a
-conversation in OpenAI chat format played through the env.
+"""What a bridge needs from an env: its tasks as dataset rows, and a conversation in OpenAI chat
+format played through it.
 
 A task is named by its reset seed: `task_rows` resets the env with seeds `seed, seed + 1, ...` and
-keeps each episode's opening messages and tool specs (OpenAI format) with the seed, so a bridge can
-later reset a fresh env with the same seed and get the same task. `assistant_action` turns an
+keeps each episode's opening messages (OpenAI format) with the seed, so a bridge can later reset a
+fresh env with the same seed and get the same task. `assistant_action` turns an
 assistant message into the env's action, the assistant's text: a message whose tool calls came back
 structured (an endpoint that parses tool calls, TRL's tool loop) is written back in the env's
 tool-call format (`chord_env.parsing.FORMATTERS`). `play` steps an env with the assistant turns of
@@ -13,14 +13,14 @@ a conversation and returns the env's reward; a conversation that ends before the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import gymnasium as gym
 
 import chord_env
 from chord_env.parsing import FORMATTERS
-from chord_env.types import Message, ToolCall
+from chord_env.types import ToolCall
 
 
 @dataclass
@@ -31,22 +31,6 @@ class TaskRow:
     """the reset seed that draws this task"""
     prompt: list[dict[str, Any]]
     """the opening messages, OpenAI chat format"""
-    tools: list[dict[str, Any]]
-    """the tool specs the env offers, OpenAI format (`{"type": "function", "function": {...}}`)"""
-    task_id: str = ""
-
-
-@dataclass
-class Outcome:
-    """How a conversation played through an env ended."""
-
-    reward: float
-    finished: bool
-    """the env terminated or truncated the episode (else the conversation ran out first)"""
-    success: bool = False
-    reward_breakdown: dict[str, float] = field(default_factory=dict)
-    observations: list[list[dict[str, Any]]] = field(default_factory=list)
-    """the env's reply to each assistant turn, OpenAI chat format"""
 
 
 def task_rows(env_id: str, num_examples: int, seed: int = 0, **env_kwargs: Any) -> list[TaskRow]:
@@ -55,9 +39,8 @@ def task_rows(env_id: str, num_examples: int, seed: int = 0, **env_kwargs: Any) 
     try:
         rows = []
         for s in range(seed, seed + num_examples):
-            opening, info = env.reset(seed=s)
-            rows.append(TaskRow(s, [m.to_openai() for m in opening], [t.to_openai() for t in info.get("tools", [])],
-                                str(info.get("task_id", ""))))
+            opening, _ = env.reset(seed=s)
+            rows.append(TaskRow(s, [m.to_openai() for m in opening]))
         return rows
     finally:
         env.close()
@@ -82,22 +65,18 @@ def assistant_action(message: Mapping[str, Any], call_format: str) -> str:
 
 
 def play(env: gym.Env, seed: int, conversation: str | Sequence[Mapping[str, Any]],
-         truncation_reward: float = 0.0) -> Outcome:
-    """Reset `env` with `seed` and step it with each assistant turn of `conversation` (a plain string
-    is one assistant turn); tool and user messages in it are the env's to produce and are skipped."""
+         truncation_reward: float = 0.0) -> float:
+    """The env's reward for `conversation`: reset `env` with `seed` and step it with each assistant turn
+    (a plain string is one assistant turn) until the episode ends; tool and user messages in it are the
+    env's to produce and are skipped. `truncation_reward` if the conversation ends first."""
     env.reset(seed=seed)
     if isinstance(conversation, str):
         conversation = [{"role": "assistant", "content": conversation}]
     call_format = tool_call_format(env)
-    outcome = Outcome(truncation_reward, finished=False)
     for message in conversation:
         if message.get("role") != "assistant":
             continue
-        observation, reward, terminated, truncated, info = env.step(assistant_action(message, call_format))
-        outcome.observations.append([m.to_openai() if isinstance(m, Message) else dict(m) for m in observation])
+        _, reward, terminated, truncated, _ = env.step(assistant_action(message, call_format))
         if terminated or truncated:
-            outcome.reward, outcome.finished = float(reward), True
-            outcome.success = bool(info.get("success", False))
-            outcome.reward_breakdown = dict(info.get("reward_breakdown", {}))
-            break
-    return outcome
+            return float(reward)
+    return truncation_reward
