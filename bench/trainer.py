@@ -52,16 +52,27 @@ Then our update's variants, in one process taking turns (`run_variants`): with a
 weights, on a batch whose groups share their prompt (`group_size`), each reported with its ratio to the
 plain fp32 update measured in the same run. `python -m chord_env.bench.trainer MODEL_DIR [B P C
 repeats]` prints that table alone (no TRL needed).
+
+With `--ranks N` (`run_ranks`), instead: our update of one global batch by one process and by N ranks
+under torchrun (`trainer/distributed.py`: DDP by default, or FSDP2), each rank running its share of the
+micro-batches (the batch is cut into 2N micro-batches, the same cut for both runs), gradients reduced
+over the ranks. Throughput = global batch tokens / update seconds, best of `repeats`; the N-rank time is
+rank 0's after a barrier, i.e. the slowest rank's. Each run is its own process tree (one process, then
+torchrun on loopback) loading the same model folder; the single process uses torch's default threads,
+the ranks one thread each (torchrun's OMP_NUM_THREADS=1).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import multiprocessing
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -69,12 +80,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from chord_env.trainer import distributed
+from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.batching import Sequence
 from chord_env.trainer.config import TrainConfig
 from chord_env.trainer.train import make_optimizer, update
@@ -139,7 +153,7 @@ def train_config(spec: BenchSpec) -> TrainConfig:
     return TrainConfig(
         model=spec.model_dir, lr=spec.lr, betas=(0.9, 0.999), weight_decay=spec.weight_decay, grad_clip=spec.grad_clip,
         eps_low=spec.eps, eps_high=spec.eps, dual_clip_c=None, kl_coef=0.0, aggregation="token-mean", tis_cap=None,
-        max_context=spec.prompt_tokens + spec.completion_tokens, max_turn_tokens=spec.completion_tokens,
+        rollout=RolloutConfig(max_turn_tokens=spec.completion_tokens, max_context=spec.prompt_tokens + spec.completion_tokens),
         micro_batch_tokens=spec.tokens, dtype="auto", gradient_checkpointing=spec.gradient_checkpointing,
     )
 
@@ -464,6 +478,110 @@ def variants_main(model_dir: str, model_name: str, batch: int = 8, prompt_tokens
     return 0
 
 
+def ranks_worker(spec: BenchSpec, ranks: int, kind: str, repeats: int, warmup: int, out: str) -> None:
+    """One rank (or the single process) of `run_ranks`: `warmup + repeats` updates of the global bench
+    batch cut into 2 * `ranks` micro-batches; rank 0 writes {"seconds", "threads", "first_loss"} as JSON to `out`."""
+    from transformers import AutoModelForCausalLM
+
+    joined = distributed.init()
+    torch.manual_seed(spec.seed)
+    model = AutoModelForCausalLM.from_pretrained(spec.model_dir, dtype=torch.float32).to(distributed.device())
+    model.train()
+    policy = distributed.wrap(model, kind)
+    config = dataclasses.replace(train_config(spec), micro_batch_tokens=max(1, spec.tokens // (2 * ranks)), data_parallel=kind)
+    optimizer = make_optimizer(policy, config)
+    prompt_ids, completion_ids, advantages = make_batch(spec, model.config.vocab_size)
+    rl = [
+        Sequence(p + c, [0] * len(p) + [1] * len(c), [0.0] * (len(p) + len(c)), a)
+        for p, c, a in zip(prompt_ids.tolist(), completion_ids.tolist(), advantages.tolist())
+    ]
+    seconds, first_loss = [], float("nan")
+    for i in range(warmup + repeats):
+        distributed.barrier()
+        start = time.perf_counter()
+        metrics = update(policy, optimizer, rl, [], 0.0, config, 0)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        distributed.barrier()
+        if i == 0:
+            first_loss = metrics["loss/rl"]
+        if i >= warmup:
+            seconds.append(time.perf_counter() - start)
+    if distributed.is_main():
+        Path(out).write_text(json.dumps({"seconds": seconds, "threads": torch.get_num_threads(), "first_loss": first_loss}))
+    if joined:
+        distributed.close()
+
+
+def run_ranks(spec: BenchSpec, ranks: int, kind: str = "ddp", repeats: int = 3, warmup: int = 1) -> dict[int, dict]:
+    """`ranks_worker` in one process, then under torchrun with `ranks` processes on loopback; results by rank count."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-ranks-") as folder:
+        for n in (1, ranks):
+            out = Path(folder) / f"{n}.json"
+            worker = ["-m", "chord_env.bench.trainer", "ranks-worker", json.dumps(dataclasses.asdict(spec)), str(ranks), kind,
+                      str(repeats), str(warmup), str(out)]
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            launcher = [] if n == 1 else ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(n),
+                                          "--master_addr", "127.0.0.1", "--master_port", str(port)]
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+            print(f"bench trainer: {n} rank(s) ...", file=sys.stderr, flush=True)
+            subprocess.run([sys.executable, *launcher, *worker], env=env, check=True)
+            results[n] = json.loads(out.read_text())
+    return results
+
+
+def format_ranks(spec: BenchSpec, results: dict[int, dict], kind: str, model_name: str) -> str:
+    """Markdown: update tokens/s with 1 rank and with N, their ratio, and what the ratio means on this machine."""
+    n, cores = max(results), os.cpu_count() or 1
+    base_best, base_median, _ = SideResult(seconds=results[1]["seconds"]).tokens_per_s(spec.tokens)
+    rows = []
+    for ranks in (1, n):
+        best, median, _ = SideResult(seconds=results[ranks]["seconds"]).tokens_per_s(spec.tokens)
+        rows.append(f"| {ranks} | {results[ranks]['threads']} | {best:,.1f} | {median:,.1f} | **{best / base_best:.2f}x** | "
+                    f"{median / base_median:.2f}x | {results[ranks]['first_loss']:.6f} |")
+    if torch.cuda.is_available():
+        device = "CUDA, one GPU per rank"
+        meaning = (f"each rank has a GPU of its own, so {n} ranks can approach {n}x; the gap to {n}x is the gradient "
+                   "reduction in every backward pass and waiting for the slowest rank")
+    else:
+        device = f"CPU, {cores} cores, gloo over loopback"
+        used = n * results[n]["threads"]
+        meaning = (f"on {cores} cores the single process already runs {results[1]['threads']} threads, and the {n} ranks "
+                   f"share {min(used, cores)} cores, one thread each: no more hardware, so the ratio is the price of data "
+                   "parallelism here (a gradient all-reduce per micro-batch over gloo, a process per rank, a smaller "
+                   f"matrix per thread), not its speed-up. Near 1x means that price is small; with a GPU per rank (or a "
+                   f"machine per rank) the same {n} ranks would approach {n}x")
+    return "\n".join([
+        f"our update on {model_name}: one global batch of {spec.batch} x ({spec.prompt_tokens} prompt + {spec.completion_tokens} "
+        f"completion) = {spec.tokens} tokens in {2 * n} micro-batches, by 1 process and by {n} ranks under torchrun "
+        f"({kind}); {len(results[1]['seconds'])} timed updates each after warm-up; {device}",
+        "",
+        "| ranks | threads per rank | update tokens/s, best | median | best vs 1 rank | median vs 1 rank | first loss (same update: equal) |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"what the ratio means: {meaning}.",
+    ])
+
+
+def ranks_main(model: str = "smollm2-135m-instruct", model_dir: str | None = None, ranks: int = 2, kind: str = "ddp", batch: int = 8,
+               prompt_tokens: int = 128, completion_tokens: int = 128, repeats: int = 3, warmup: int = 1) -> int:
+    """Print the 1 rank against `ranks` ranks table (`run_ranks`); needs no TRL."""
+    from chord_env.models import prepare_model
+    from chord_env.tokenizer import cache_root
+
+    folder = prepare_model(model, model_dir or cache_root() / "models" / f"{model}-fp32", dtype="fp32")
+    spec = BenchSpec(str(folder), batch=batch, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    print(format_ranks(spec, run_ranks(spec, ranks, kind, repeats, warmup), kind, model))
+    return 0
+
+
 if __name__ == "__main__":  # python -m chord_env.bench.trainer MODEL_DIR [batch prompt completion repeats]
     args = sys.argv[1:]
+    if args[0] == "ranks-worker":  # run_ranks' processes: SPEC_JSON RANKS KIND REPEATS WARMUP OUT
+        ranks_worker(BenchSpec(**json.loads(args[1])), int(args[2]), args[3], int(args[4]), int(args[5]), args[6])
+        sys.exit(0)
     sys.exit(variants_main(args[0], args[0], *map(int, args[1:5])))

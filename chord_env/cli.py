@@ -116,8 +116,13 @@ def _bench_rollout(args: argparse.Namespace) -> int:
 
 
 def _bench_trainer(args: argparse.Namespace) -> int:
-    from chord_env.bench.trainer import main
+    from chord_env.bench.trainer import main, ranks_main
 
+    if args.ranks is not None:
+        if args.ranks < 2:
+            raise UsageError("--ranks compares 1 rank with N >= 2 ranks")
+        return ranks_main(model=args.model, model_dir=args.model_dir, ranks=args.ranks, kind=args.data_parallel, batch=args.batch,
+                          prompt_tokens=args.prompt_tokens, completion_tokens=args.completion_tokens, repeats=args.repeats, warmup=args.warmup)
     return main(model=args.model, model_dir=args.model_dir, batch=args.batch, prompt_tokens=args.prompt_tokens,
                 completion_tokens=args.completion_tokens, repeats=args.repeats, warmup=args.warmup,
                 gradient_checkpointing=args.gradient_checkpointing)
@@ -223,9 +228,12 @@ def _train(args: argparse.Namespace) -> int:
         config = dataclasses.replace(load_config(run_dir / "config.yaml", []), out=str(run_dir))  # the folder given, even if moved
     else:
         config = load_config(config_file(args.config) if args.config else None, args.overrides)
-    check_train(config, resume=bool(args.resume), overwrite=args.overwrite)
-    if args.overwrite:
-        prepare_run_dir(config.out)
+    from chord_env.trainer.distributed import launch_rank
+
+    if launch_rank() == 0:  # under torchrun rank 0 alone checks and empties the run folder: the others would see its files
+        check_train(config, resume=bool(args.resume), overwrite=args.overwrite)
+        if args.overwrite:
+            prepare_run_dir(config.out)
     from chord_env.trainer.train import train
 
     print(train(config, resume=bool(args.resume)))
@@ -306,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_tr.add_argument("--repeats", type=POSITIVE, default=3, help="timed updates per side (best of them is reported)")
     bench_tr.add_argument("--warmup", type=NON_NEGATIVE, default=1, help="untimed updates per side first")
     bench_tr.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
+    bench_tr.add_argument("--ranks", type=POSITIVE, help="instead of TRL: our update by 1 process against this many ranks under torchrun")
+    bench_tr.add_argument("--data-parallel", choices=["ddp", "fsdp2"], default="ddp", help="with --ranks: how the ranks share the model")
     bench_tr.set_defaults(run=_bench_trainer)
     bench_ev = bench_commands.add_parser("eval", help="non-live BFCL eval with SmolLM2 on vLLM: wall time, tokens/s vs raw vLLM, checks/s")
     bench_ev.add_argument("--limit", type=POSITIVE, default=10, help="cases per non-live category (stratified, seeded)")

@@ -4,6 +4,11 @@ Layout: `run_dir/checkpoints/step-000020/` holds `model/` (a Hugging Face model 
 `save_pretrained`, safetensors; for a peft model, its adapter alone: `trainer/lora.py`) or `model.pt`
 (any other `nn.Module`, its state_dict), `optimizer.pt`, `state.pt` (scheduler state, RNG states of
 python, numpy, torch CPU and CUDA, the caller's `extra`: data position, metrics state...) and `COMPLETE`.
+A sharded model (FSDP2 under torchrun, `trainer/distributed.py`) is saved instead as `sharded/`: the
+model's and the optimizer's state as `torch.distributed.checkpoint` writes them, one file per rank plus
+`.metadata` (the run folder must then be on a filesystem every rank sees); it resumes on any number of
+ranks. Rank 0 writes everything else and the marker; under DDP the ranks' weights are equal and rank
+0 writes the plain layout, which a single process resumes too.
 
 Why a partial checkpoint cannot pass for a complete one: everything is written into a hidden
 `.tmp-*` folder; each file and the folder are fsynced; `COMPLETE` is written last; only then is the
@@ -44,9 +49,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from chord_env.trainer import distributed
 from chord_env.trainer.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, load_adapter
 
 COMPLETE = "COMPLETE"
+SHARDED = "sharded"
 PREFIX = "step-"
 TMP = ".tmp-"
 
@@ -68,12 +75,19 @@ def save_checkpoint(
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP}{final.name}-", dir=root))
-    if hasattr(model, "save_pretrained"):
-        model.save_pretrained(tmp / "model")
-    else:
-        torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    main = distributed.is_main()
+    tmp = distributed.broadcast(Path(tempfile.mkdtemp(prefix=f"{TMP}{final.name}-", dir=root)) if main else None)
+    if distributed.is_sharded(model):
+        distributed.save_sharded(tmp / SHARDED, model, optimizer)  # a collective: every rank writes its shards
+    elif main:
+        if hasattr(model, "save_pretrained"):
+            model.save_pretrained(tmp / "model")
+        else:
+            torch.save(model.state_dict(), tmp / "model.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if not main:
+        distributed.barrier()  # until rank 0 has written the rest and renamed the folder
+        return final
     state = {
         "step": step,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
@@ -92,6 +106,7 @@ def save_checkpoint(
     _fsync(root)
     for old in _complete(root)[:-keep]:
         _remove(old)
+    distributed.barrier()
     return final
 
 
@@ -157,13 +172,16 @@ def load_checkpoint(
         raise ValueError(f"checkpoint {path}: not a complete checkpoint (no {COMPLETE} marker)")
     if problem := checkpoint_problem(path):
         raise ValueError(f"checkpoint {path}: {problem}")
-    if (path / "model" / ADAPTER_CONFIG).is_file():
+    sharded = (path / SHARDED).is_dir()
+    if sharded:
+        _load(path / SHARDED, lambda f: distributed.load_sharded(f, model, optimizer))  # a collective
+    elif (path / "model" / ADAPTER_CONFIG).is_file():
         _load(path / "model" / ADAPTER_WEIGHTS, lambda f: load_adapter(model, f.parent))
     elif (path / "model").is_dir():
         _load_hf_weights(model, path / "model")
     else:
         _load(path / "model.pt", lambda f: model.load_state_dict(torch.load(f, map_location="cpu", weights_only=True)))
-    if optimizer is not None:
+    if optimizer is not None and not sharded:
         _load(path / "optimizer.pt", lambda f: optimizer.load_state_dict(torch.load(f, map_location="cpu", weights_only=True)))
     state = _load(path / "state.pt", lambda f: torch.load(f, map_location="cpu", weights_only=True))
     if scheduler is not None:
@@ -229,8 +247,9 @@ def _is_legacy(path: Path, text: str | None = None) -> bool:
 
 def _layout_problem(names: dict[str, Any]) -> str | None:
     """The first file the layout needs that `names` (relative paths) lacks, or None."""
-    has_model = "model.pt" in names or any(n.startswith("model/") and n.endswith(".safetensors") for n in names)
-    for needed, present in (("model.pt or model/*.safetensors", has_model), ("optimizer.pt", "optimizer.pt" in names),
+    sharded = f"{SHARDED}/.metadata" in names
+    has_model = sharded or "model.pt" in names or any(n.startswith("model/") and n.endswith(".safetensors") for n in names)
+    for needed, present in (("model.pt or model/*.safetensors", has_model), ("optimizer.pt", sharded or "optimizer.pt" in names),
                             ("state.pt", "state.pt" in names)):
         if not present:
             return f"{needed} is missing"

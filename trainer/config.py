@@ -143,6 +143,11 @@ class TrainConfig:
     """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
     gradient_checkpointing: bool = False
     """recompute activations in the backward pass to save memory"""
+    data_parallel: Literal["ddp", "fsdp2"] = "ddp"
+    """how the ranks share the model when torchrun starts several (docs/launch.md; `trainer/distributed.py`):
+    "ddp", a full replica per rank (DistributedDataParallel), or "fsdp2", parameters, gradients and
+    optimizer state sharded across the ranks (`torch.distributed.fsdp.fully_shard`); either way the
+    ranks make the update one process makes on the same global batch. One process ignores it"""
     lora: LoraSpec | None = None
     """null: full fine-tuning. A mapping (`lora: {rank: 16, alpha: 32, dropout: 0.0, target_modules:
     all-linear}`, or `lora.rank=16` on the command line, unset fields at their defaults): train peft LoRA

@@ -34,6 +34,10 @@ expert traces of step s a pure function of (seed, s) (`expert.expert_batch`), so
 the same data as an uninterrupted one. Periodic evaluation plays the envs' validation and held-out
 splits (`eval_envs`), with seeds from 10**9 on, disjoint from training seeds even for envs without
 splits.
+
+Under torchrun (`distributed.py`, docs/launch.md) each rank rolls out its share of the step's tasks,
+every rank then holds the global batch, runs its share of the micro-batches with the global
+normalisers, and the ranks' gradients are summed: the update one process makes on that batch.
 """
 
 from __future__ import annotations
@@ -57,11 +61,12 @@ from chord_env.agents.runner import rollout
 from chord_env.agents.weight_sync import logprob_parity
 from chord_env.chat import ChatRenderer
 from chord_env.envs.mixture import make_for_split, make_mix, mix_weights
+from chord_env.trainer import distributed
 from chord_env.trainer.batching import MicroBatch, Sequence, pack
 from chord_env.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from chord_env.trainer.config import TrainConfig, save_config
+from chord_env.trainer.distributed import token_logprobs
 from chord_env.trainer.expert import expert_batch, load_expert, quotas
-from chord_env.trainer.logprobs import token_logprobs
 from chord_env.trainer.lora import InitialPolicy, add_adapters, merged_model
 from chord_env.trainer.losses import chord_loss, group_advantages, grpo_loss, sft_loss
 from chord_env.trainer.metrics import MetricsLogger, plot_metrics
@@ -110,7 +115,8 @@ def _loss_share(mb: MicroBatch, total: int, aggregation: str) -> float:
 
 
 def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device, ref_model=None) -> dict[str, float]:
-    """Accumulate scale * grad L_RL over the micro-batches; returns share-weighted metrics.
+    """Accumulate scale * grad L_RL over this rank's share of the micro-batches (all of them in one
+    process; `distributed.my_batches`), normalised over all of them; returns share-weighted metrics.
 
     The PPO old logprobs are each batch's `prox_logp` (the trainer's own under the rollout weights, from
     `_with_old_logprobs`) or, where there are none, the current ones detached: one step per batch, ratio
@@ -120,11 +126,9 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
     total = sum(mb.num_loss_sequences if config.aggregation == "seq-mean" else mb.num_loss_tokens for mb in batches)
     metrics: dict[str, float] = {}
     max_diff = 0.0
-    for mb in batches:
-        if mb.num_loss_tokens == 0:  # e.g. episodes cut before any turn: nothing to learn from
-            continue
+    for mb, weight in distributed.my_batches(batches, [mb.num_loss_tokens > 0 for mb in batches]):  # none: episodes cut before any turn
         mb = mb.to(device)
-        share = _loss_share(mb, total, config.aggregation)
+        share = weight * _loss_share(mb, total, config.aggregation)
         with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=("entropy",), temperature=config.rollout.temperature, prefix=mb.prefix)
             ref_logp = mb.ref_logp
@@ -145,7 +149,7 @@ def _backward_rl(model, batches: list[MicroBatch], scale: float, config: TrainCo
             metrics[k] = metrics.get(k, 0.0) + share * v
         max_diff = max(max_diff, float((old_logp - mb.old_logp).abs()[mb.loss_mask].max()))
     metrics["sync/logprob_max_diff"] = max_diff
-    return metrics
+    return distributed.reduce_metrics(metrics)
 
 
 def _pack_rl(rl: list[Sequence], config: TrainConfig, pad_id: int) -> list[MicroBatch]:
@@ -175,17 +179,16 @@ def _with_old_logprobs(model, rl: list[Sequence], config: TrainConfig, device, p
 
 
 def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainConfig, device) -> dict[str, float]:
-    """Accumulate scale * grad L_SFT (token-weighted) over the micro-batches."""
+    """Accumulate scale * grad L_SFT (token-weighted) over this rank's share of the micro-batches,
+    normalised over all of them (as `_backward_rl`)."""
     total = sum(mb.num_loss_tokens for mb in batches)
     stats = STATS_NEEDED.get(config.token_weight, ())
     extra = {"focal": {"gamma": config.focal_gamma}, "low_prob": {"w_max": config.low_prob_max}}.get(config.token_weight, {})
     metrics: dict[str, float] = {}
     phis = []
-    for mb in batches:
-        if mb.num_loss_tokens == 0:
-            continue
+    for mb, weight in distributed.my_batches(batches, [mb.num_loss_tokens > 0 for mb in batches]):
         mb = mb.to(device)
-        share = mb.num_loss_tokens / max(total, 1)
+        share = weight * mb.num_loss_tokens / max(total, 1)
         with _autocast(device, config.dtype):
             out = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.loss_mask, stats=stats)
         weights = token_weights(config.token_weight, out["logp"], **{s: out[s] for s in stats}, **extra)
@@ -193,8 +196,10 @@ def _backward_sft(model, batches: list[MicroBatch], scale: float, config: TrainC
         (scale * share * loss).backward()
         for k, v in m.items():
             metrics[k] = metrics.get(k, 0.0) + share * v
-        phis.append(phi(out["logp"])[mb.loss_mask.bool()])
-    return metrics | (phi_distribution(torch.cat(phis)) if phis else {})
+        if weight:
+            phis.append(phi(out["logp"])[mb.loss_mask.bool()].cpu())
+    phis = distributed.gather(phis)
+    return distributed.reduce_metrics(metrics) | (phi_distribution(torch.cat(phis)) if phis else {})
 
 
 def make_optimizer(model, config: TrainConfig, step: int = 0) -> torch.optim.AdamW:
@@ -222,8 +227,7 @@ def make_learned_mu(config: TrainConfig) -> tuple[LearnedMu | None, torch.optim.
 
 
 def _grad_norm(model) -> float:
-    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+    return distributed.grad_norm(list(model.parameters()))
 
 
 def update(model, optimizer, rl: list[Sequence], sft: list[Sequence], mu: float, config: TrainConfig,
@@ -349,11 +353,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     from chord_env.preflight import check_inputs
 
     check_inputs(config)  # model folder, env ids, expert rows: before anything loads or is written
+    joined = distributed.init()  # under torchrun: one rank of several (docs/launch.md)
+    main = distributed.is_main()  # rank 0 alone writes logs, evaluates, plots and saves the final model
+    if distributed.world_size() > config.tasks_per_step:
+        raise ValueError(f"tasks_per_step ({config.tasks_per_step}) must be >= the number of ranks ({distributed.world_size()})")
     run_dir = Path(config.out)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, run_dir / "config.yaml")
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(config, run_dir / "config.yaml")
     seed_everything(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = distributed.device()
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     renderer = ChatRenderer(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(config.model, dtype=torch.float32).to(device)
@@ -362,7 +371,6 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    optimizer = make_optimizer(model, config, 0)
     learned_mu, mu_optimizer = make_learned_mu(config)
     uses_rl = learned_mu is not None or any(config.mu(s) < 1 for s in range(config.steps))
     ref_model = None
@@ -374,9 +382,13 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     expert_files = mix_weights(config.expert) if uses_sft else {}
     expert = [load_expert(path, renderer) for path in expert_files]
     expert_counts = quotas(list(expert_files.values()), config.expert_per_step)
+    rollout_model = distributed.rollout_copy(model, config.data_parallel)  # what the backend reads: under FSDP2, a full copy
+    policy = distributed.wrap(model, config.data_parallel)  # what the update trains: the model, or it under DDP or FSDP2
+    saved = policy if distributed.is_sharded(policy) else saved  # FSDP2 checkpoints hold the shards
+    optimizer = make_optimizer(policy, config, 0)
 
     start = 0
-    checkpoint = latest_checkpoint(run_dir) if resume else None
+    checkpoint = distributed.broadcast(latest_checkpoint(run_dir) if main else None) if resume else None
     if resume and checkpoint is None:
         raise FileNotFoundError(f"{run_dir}: no complete checkpoint to resume from")
     if checkpoint is not None:
@@ -385,34 +397,35 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if learned_mu is not None:
             learned_mu.load_state_dict(extra["learned_mu"])
             mu_optimizer.load_state_dict(extra["mu_optimizer"])
-    logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0)
+    logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0) if main else None
     can = capabilities(config.backend)
-    backend = open_backend(model if can.shares_weights else config.model, config.backend, max_model_len=config.rollout.max_context, seed=config.seed)
+    backend = open_backend(rollout_model if can.shares_weights else config.model, config.backend, max_model_len=config.rollout.max_context, seed=config.seed)
     make_env = partial(make_mix, config.env, "train")
     evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if config.eval_every and start == 0:
+    if config.eval_every and start == 0 and main:
         logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
 
     def sync() -> dict[str, float]:
         """Push the trainer's weights to the backend and, where it holds a copy of them, check that copy
         against the trainer (a shared module needs no check)."""
         began = time.perf_counter()
-        backend.update_weights(model)
+        distributed.refresh(rollout_model, policy)
+        backend.update_weights(rollout_model)
         out = {}
         if can.checks_parity:
-            model.eval()
-            out["sync/parity_max_diff"] = logprob_parity(backend, model)
-            model.train()
+            rollout_model.eval()
+            out["sync/parity_max_diff"] = logprob_parity(backend, rollout_model)
+            rollout_model.train()
         return {**out, "perf/sync_s": time.perf_counter() - began}
 
     stale = start > 0  # the backend's weights lag the trainer's; synced only before the backend is used
-    bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps)
+    bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps, disable=not main)
     for step in bar:
         mu = float(learned_mu().detach()) if learned_mu is not None else config.mu(step)
         if second_stage(config, step) and not second_stage(config, step - 1):
-            optimizer = make_optimizer(model, config, step)
+            optimizer = make_optimizer(policy, config, step)
         metrics: dict[str, float] = {}
         rl: list[Sequence] = []
         rollout_s = 0.0
@@ -421,14 +434,15 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
                 metrics.update(sync())
                 stale = False
             began = time.perf_counter()
-            seeded = dataclasses.replace(config.rollout, seed=task_seeds(config, step)[0] * 1000) if can.per_request_seeds else config.rollout
-            trajectories = list(rollout(backend, make_env, renderer, task_seeds(config, step), seeded, stop_ids, progress=False))
+            seeds = distributed.my_share(task_seeds(config, step))  # this rank's tasks; then every rank holds all trajectories
+            seeded = dataclasses.replace(config.rollout, seed=seeds[0] * 1000) if can.per_request_seeds else config.rollout
+            trajectories = distributed.gather(list(rollout(backend, make_env, renderer, seeds, seeded, stop_ids, progress=False)))
             rl = rl_sequences(trajectories)
             metrics.update(reward_metrics(trajectories))
             rollout_s = time.perf_counter() - began
         sft = expert_batch(expert, expert_counts, step, config.seed) if expert else []
         began = time.perf_counter()
-        metrics.update(update(model, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model))
+        metrics.update(update(policy, optimizer, rl, sft, mu, config, pad_id, learned_mu, mu_optimizer, ref_model))
         update_s = time.perf_counter() - began
         stale = True
         trained_tokens = sum(len(s.token_ids) for s in rl + sft)
@@ -440,18 +454,25 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
         if config.eval_every and (step + 1) % config.eval_every == 0:
             metrics.update(sync())
             stale = False
-            metrics.update(evaluate(backend, evaluation_envs, renderer, config, stop_ids))
-        logger.log(step + 1, metrics)
+            if main:
+                metrics.update(evaluate(backend, evaluation_envs, renderer, config, stop_ids))
+        if main:
+            logger.log(step + 1, metrics)
         bar.set_postfix({k.split("/")[-1]: f"{metrics[k]:.3g}" for k in ("reward/mean", "chord/mu", "loss/total") if k in metrics})
         if (config.checkpoint_every and (step + 1) % config.checkpoint_every == 0) or step + 1 == config.steps:
             extra = {"step": step + 1}
             if learned_mu is not None:
                 extra.update(learned_mu=learned_mu.state_dict(), mu_optimizer=mu_optimizer.state_dict())
             save_checkpoint(run_dir, step + 1, saved, optimizer, None, extra)
-    logger.close()
     backend.close()
-    (merged_model(adapted) if adapted is not None else model).save_pretrained(run_dir / "final")  # a model folder every command takes (eval, rollout)
-    tokenizer.save_pretrained(run_dir / "final")
-    plot_metrics(run_dir)
+    distributed.refresh(rollout_model, policy)
+    if main:
+        logger.close()
+        (merged_model(adapted) if adapted is not None else rollout_model).save_pretrained(run_dir / "final")  # a model folder every command takes (eval, rollout)
+        tokenizer.save_pretrained(run_dir / "final")
+        plot_metrics(run_dir)
+    distributed.barrier()
+    if joined:
+        distributed.close()
     return run_dir
 
