@@ -4,8 +4,9 @@
 reads the YAML file (any field of `TrainConfig`; `mu:` is a mapping onto `MuSchedule`, or a number for
 a constant mu; `rollout:` a mapping onto the runner's own `RolloutConfig`, unset fields at their
 defaults; `lora:` null for full fine-tuning or a mapping onto `trainer/lora.py`'s `LoraSpec`), then
-applies the overrides in order, each value parsed as YAML so numbers, booleans, `null` and lists work. Setting `mu.kind` to another kind drops the old kind's parameters, so
-`mu.kind=chord` on top of a constant schedule asks for exactly the chord parameters.
+applies the overrides in order, each value parsed as YAML so numbers, booleans, `null` and lists work.
+Setting `mu.kind` to another kind drops the old kind's parameters, so `mu.kind=chord` on top of a
+constant schedule asks for exactly the chord parameters.
 
 Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
 `X | Y | None`, `dict[str, float]` weight mappings, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
