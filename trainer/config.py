@@ -9,7 +9,7 @@ Setting `mu.kind` to another kind drops the old kind's parameters, so `mu.kind=c
 constant schedule asks for exactly the chord parameters.
 
 Types are checked by a small checker over the dataclass annotations (int, float, str, bool, Literal,
-`X | Y | None`, `dict[str, float]` weight mappings, fixed-length tuples, nested dataclasses) rather than a library: the surface is one flat
+`X | Y | None`, `dict[str, float]` weight mappings, tuples (fixed-length or `tuple[X, ...]`), nested dataclasses) rather than a library: the surface is one flat
 dataclass and three nested ones (`mu`, `rollout`, `lora`), and the checker gives the error this project wants, one `ValueError`
 naming the file (or the command-line override) and the field. YAML 1.1 reads `1e-6` as a string; our
 loader reads it as the float everyone means.
@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
-from chord_env.agents.backend import trainable_backends
+from chord_env.agents.backend import capabilities, trainable_backends
 from chord_env.agents.runner import RolloutConfig
 from chord_env.trainer.lora import LoraSpec
 from chord_env.trainer.losses import AGGREGATIONS
@@ -139,7 +139,11 @@ class TrainConfig:
     engine against an fp32 trainer on GPU makes the rollouts slightly off-policy"""
     backend: str = "vllm"
     """rollout backend: a registered name (`agents/backend.py`, `BACKENDS`) whose capabilities include
-    weight sync ("vllm", "hf")"""
+    weight sync ("vllm", "hf", "remote-vllm")"""
+    servers: tuple[str, ...] = ()
+    """a remote backend's servers ("remote-vllm"): their OpenAI base URLs, e.g.
+    [http://10.0.0.2:8000/v1, http://10.0.0.3:8000/v1]; under torchrun rank r drives servers r, r + W, ...
+    (docs/launch.md, "Several machines: remote vLLM servers")"""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """compute dtype: "auto" is bf16 autocast on CUDA (fp32 master weights), fp32 on CPU"""
     gradient_checkpointing: bool = False
@@ -221,6 +225,9 @@ def _problems(c: TrainConfig):
         yield "token_weight", f"must be one of {sorted(TOKEN_WEIGHTS)}, got {c.token_weight!r}"
     if c.backend not in trainable_backends():
         yield "backend", f"must be one of {trainable_backends()} (a registered backend that takes new weights), got {c.backend!r}"
+    elif capabilities(c.backend).remote != bool(c.servers):
+        yield "servers", (f"backend {c.backend!r} samples from servers: list their base URLs" if not c.servers
+                          else f"only a remote backend takes servers; {c.backend!r} runs the model folder")
     if c.aggregation not in AGGREGATIONS:
         yield "aggregation", f"must be one of {sorted(AGGREGATIONS)}, got {c.aggregation!r}"
     if r.seed is not None:
@@ -299,6 +306,10 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
         if value not in args:
             raise ConfigError(name, f"must be one of {list(args)}, got {value!r}")
         return value
+    if origin is tuple and args[1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(name, f"must be a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(name, f"must be a list of {len(args)} values, got {value!r}")

@@ -22,8 +22,9 @@ One optimizer step, read top to bottom (CHORD, arXiv 2508.11408; docs/method.md)
 5. Per step: gradient clipping, AdamW step (fp32 master weights; bf16 autocast on CUDA, or with dtype bf16);
    with `lora`, over the LoRA adapters alone, the base weights frozen (`lora.py`).
 6. Weights synced to the backend before it is next used (the next rollouts or an evaluation; a run
-   of pure-SFT steps needs no engine, so it syncs once, not every step), then checked: for a backend
-   holding its own copy of the weights (`Capabilities.checks_parity`: vLLM), the max |logprob
+   of pure-SFT steps needs no engine, so it syncs once, not every step; remote servers also before
+   their first use, as they may hold any weights), then checked: for a backend holding its own copy
+   of the weights (`Capabilities.checks_parity`: vLLM, each remote server), the max |logprob
    difference| between the engine and the trainer on a fixed probe batch (`sync/parity_max_diff`); and in the update, between the engine's behaviour logprobs of the
    sampled tokens and the trainer's (`sync/logprob_max_diff`). Every rollout runs on the weights of
    the step before it: strictly on-policy.
@@ -399,28 +400,38 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             mu_optimizer.load_state_dict(extra["mu_optimizer"])
     logger = MetricsLogger(run_dir, start_step=start + 1 if start else 0) if main else None
     can = capabilities(config.backend)
-    backend = open_backend(rollout_model if can.shares_weights else config.model, config.backend, max_model_len=config.rollout.max_context, seed=config.seed)
+    if can.remote:  # each rank drives servers r, r + W, ... of the list (docs/launch.md)
+        if distributed.world_size() > len(config.servers):
+            raise ValueError(f"{len(config.servers)} servers for {distributed.world_size()} ranks: each rank needs servers of its own")
+        backend = open_backend(distributed.my_share(list(config.servers)), config.backend, max_model_len=config.rollout.max_context)
+    else:
+        backend = open_backend(rollout_model if can.shares_weights else config.model, config.backend, max_model_len=config.rollout.max_context, seed=config.seed)
     make_env = partial(make_mix, config.env, "train")
     evaluation_envs = eval_envs(config) if config.eval_every else {}
     stop_ids = renderer.stop_token_ids()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    if config.eval_every and start == 0 and main:
-        logger.log(0, evaluate(backend, evaluation_envs, renderer, config, stop_ids))
 
     def sync() -> dict[str, float]:
         """Push the trainer's weights to the backend and, where it holds a copy of them, check that copy
-        against the trainer (a shared module needs no check)."""
+        against the trainer (a shared module needs no check); a backend made of several engines lists
+        them as `replicas` (a remote backend's servers), and each is checked."""
         began = time.perf_counter()
         distributed.refresh(rollout_model, policy)
         backend.update_weights(rollout_model)
         out = {}
         if can.checks_parity:
             rollout_model.eval()
-            out["sync/parity_max_diff"] = logprob_parity(backend, rollout_model)
+            out["sync/parity_max_diff"] = max(logprob_parity(r, rollout_model) for r in getattr(backend, "replicas", [backend]))
             rollout_model.train()
         return {**out, "perf/sync_s": time.perf_counter() - began}
 
-    stale = start > 0  # the backend's weights lag the trainer's; synced only before the backend is used
+    # the backend's weights lag the trainer's (a server's may be any at first); synced only before the backend is used
+    stale = start > 0 or can.remote
+    if config.eval_every and start == 0:
+        first = sync() if stale else {}
+        stale = False
+        if main:
+            logger.log(0, {**first, **evaluate(backend, evaluation_envs, renderer, config, stop_ids)})
     bar = tqdm(range(start, config.steps), desc="train", unit="step", initial=start, total=config.steps, disable=not main)
     for step in bar:
         mu = float(learned_mu().detach()) if learned_mu is not None else config.mu(step)
