@@ -2,8 +2,8 @@
 format played through it.
 
 A task is named by its reset seed: `task_rows` resets the env with seeds `seed, seed + 1, ...` and
-keeps each episode's opening messages (OpenAI format) with the seed, so a bridge can later reset a
-fresh env with the same seed and get the same task. `assistant_action` turns an
+keeps each episode's opening messages and tool specs (OpenAI format) with the seed, so a bridge can
+later reset a fresh env with the same seed and get the same task. `assistant_action` turns an
 assistant message into the env's action, the assistant's text: a message whose tool calls came back
 structured (an endpoint that parses tool calls, TRL's tool loop) is written back in the env's
 tool-call format (`chord_env.parsing.FORMATTERS`). `play` steps an env with the assistant turns of
@@ -31,6 +31,8 @@ class TaskRow:
     """the reset seed that draws this task"""
     prompt: list[dict[str, Any]]
     """the opening messages, OpenAI chat format"""
+    tools: list[dict[str, Any]]
+    """the tool specs the episode offers, OpenAI format (`{"type": "function", "function": {...}}`)"""
 
 
 def task_rows(env_id: str, num_examples: int, seed: int = 0, **env_kwargs: Any) -> list[TaskRow]:
@@ -39,8 +41,8 @@ def task_rows(env_id: str, num_examples: int, seed: int = 0, **env_kwargs: Any) 
     try:
         rows = []
         for s in range(seed, seed + num_examples):
-            opening, _ = env.reset(seed=s)
-            rows.append(TaskRow(s, [m.to_openai() for m in opening]))
+            opening, info = env.reset(seed=s)
+            rows.append(TaskRow(s, [m.to_openai() for m in opening], [t.to_openai() for t in info.get("tools", [])]))
         return rows
     finally:
         env.close()
