@@ -158,7 +158,7 @@ class TrainConfig:
     all-linear}`, or `lora.rank=16` on the command line, unset fields at their defaults): train peft LoRA
     adapters alone on the frozen model (`trainer/lora.py`); the engine gets merged weights after each
     step, checkpoints hold the adapter, `final/` the merged model. LoRA wants a larger `lr` than full
-    fine-tuning (about 10x)"""
+    fine-tuning (about 10x). In one process or under DDP, not with FSDP2"""
     share_prefix: bool = False
     """RL forward passes run each GRPO group's prompt once, its samples attending to its keys and values
     (Prefix Grouper, arXiv 2506.05433; trainer/prefix.py): the same loss and gradient as the plain pass,
@@ -245,6 +245,8 @@ def _problems(c: TrainConfig):
             yield "lora.dropout", f"must lie in [0, 1), got {c.lora.dropout}"
         if not c.lora.target_modules:
             yield "lora.target_modules", "must name the layers to adapt: all-linear or a regular expression"
+        if c.data_parallel == "fsdp2":
+            yield "lora", "runs in one process or under DDP: LoRA with FSDP2's sharded weights is not supported"
     if c.tis_cap is not None and not c.tis_cap >= 1:
         yield "tis_cap", f"must be >= 1 (a cap below 1 would shrink even on-policy tokens) or null, got {c.tis_cap}"
     if c.ppo_mini_batches > c.tasks_per_step * r.group_size:

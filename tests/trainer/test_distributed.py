@@ -209,3 +209,15 @@ def test_bench_trainer_ranks_prints_two_ranks_against_one_and_what_the_ratio_mea
     assert float(two[5].strip(" *x")) > 0 and one[5].strip() == "**1.00x**"
     assert float(two[7]) == pytest.approx(float(one[7]), abs=2e-6), "1 rank and 2 ranks make the same first update"  # printed to 1e-6
     assert "what the ratio means:" in out and "cores" in out
+
+
+def test_a_lora_run_under_ddp_makes_the_single_process_update(runs, tiny_model_dir):
+    """LoRA (trainer/lora.py) under DDP: only the adapters are trained and all-reduced, and the merged
+    final weights equal a single process's (same tolerance as above)."""
+    single, two = weights(runs("lora-single", 1, "lora.rank=4")), weights(runs("lora-ddp", 2, "lora.rank=4", "data_parallel=ddp"))
+    initial = load_file(Path(tiny_model_dir) / "model.safetensors")
+    assert two.keys() == single.keys() == initial.keys()  # merged: plain transformers names
+    moved = max(float((single[k] - initial[k]).abs().max()) for k in single)
+    assert moved > 0, "training changed nothing"
+    for key in single:
+        torch.testing.assert_close(two[key], single[key], rtol=0, atol=3e-3 * moved, msg=key)

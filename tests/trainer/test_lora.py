@@ -116,9 +116,10 @@ def test_config_takes_lora_keys_and_round_trips(tmp_path):
     path.write_text("model: m\nlora: {rank: 4, alpha: 8}\n")
     assert load_config(path, []).lora == LoraSpec(rank=4, alpha=8.0)
     assert load_config(path, ["lora=null"]).lora is None
-    for override, field in (("lora.rank=0", "lora.rank"), ("lora.dropout=1", "lora.dropout"), ("lora.rnk=4", "lora.rank")):
+    for override, field in (("lora.rank=0", "lora.rank"), ("lora.dropout=1", "lora.dropout"), ("lora.rnk=4", "lora.rank"),
+                            ("data_parallel=fsdp2", "lora")):
         with pytest.raises(ValueError, match=field.replace(".", r"\.")):
-            load_config(None, ["model=m", override])
+            load_config(None, ["model=m", "lora.rank=4", override])
 
 
 def run_config(model_dir, expert, out, *extra):
