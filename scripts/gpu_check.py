@@ -132,9 +132,13 @@ def install(wheels: Path | None, site: Path) -> dict[str, Any]:
 
 
 def run_cuda_tests(timeout_s: int) -> dict[str, Any]:
-    """The CUDA cases of tests/cuda in a pytest subprocess; the counts from its closing line."""
+    """The CUDA cases of tests/cuda in a pytest subprocess; the counts from its closing line.
+
+    PYTHONSAFEPATH (Python >= 3.11) keeps the repository root off `sys.path`: its `chord_env/` folder is
+    only the top of the package (the rest lives in agents/, trainer/, ... through pyproject's
+    package-dir), so the installed package must be the one imported."""
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "cuda", "tests/cuda"], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout_s)
+                          env={**os.environ, "PYTHONSAFEPATH": "1"}, capture_output=True, text=True, timeout=timeout_s)
     tail = done.stdout.strip().splitlines()[-1:] or [""]
     counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (passed|failed|skipped|deselected|errors?)", tail[0])}
     result = {"status": "ok" if done.returncode == 0 else "failed", "summary": tail[0], **counts}
