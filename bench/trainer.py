@@ -548,12 +548,20 @@ def format_ranks(spec: BenchSpec, results: dict[int, dict], kind: str, model_nam
                    "reduction in every backward pass and waiting for the slowest rank")
     else:
         device = f"CPU, {cores} cores, gloo over loopback"
-        used = n * results[n]["threads"]
-        meaning = (f"on {cores} cores the single process already runs {results[1]['threads']} threads, and the {n} ranks "
-                   f"share {min(used, cores)} cores, one thread each: no more hardware, so the ratio is the price of data "
-                   "parallelism here (a gradient all-reduce per micro-batch over gloo, a process per rank, a smaller "
-                   f"matrix per thread), not its speed-up. Near 1x means that price is small; with a GPU per rank (or a "
-                   f"machine per rank) the same {n} ranks would approach {n}x")
+        one_cores, n_cores = min(results[1]["threads"], cores), min(n * results[n]["threads"], cores)
+        price = ("the price of data parallelism: a gradient all-reduce per micro-batch over gloo, a process per "
+                 "rank, a smaller matrix per thread")
+        if n_cores <= one_cores:
+            meaning = (f"on {cores} cores the single process already keeps {one_cores} busy with its threads and the {n} "
+                       f"ranks share the same {n_cores}, a thread each: no more hardware. Below 1x is {price}; above "
+                       f"1x, a thread per process uses these cores better than {results[1]['threads']} intra-op threads "
+                       "in one process (small matrices, or cores busy with other work); near 1x, data parallelism costs "
+                       f"little here. None of it is the speed-up of more hardware: with a GPU (or a machine) per rank "
+                       f"the same {n} ranks would approach {n}x")
+        else:
+            meaning = (f"the {n} ranks keep {n_cores} of the {cores} cores busy against the single process's {one_cores} "
+                       f"(its threads), so the ratio mixes the extra cores with {price}; run without OMP_NUM_THREADS "
+                       f"to compare on the same cores")
     return "\n".join([
         f"our update on {model_name}: one global batch of {spec.batch} x ({spec.prompt_tokens} prompt + {spec.completion_tokens} "
         f"completion) = {spec.tokens} tokens in {2 * n} micro-batches, by 1 process and by {n} ranks under torchrun "
