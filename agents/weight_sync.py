@@ -2,8 +2,8 @@
 
 - `sync_state_dict(model)`: the tensors to send, under Hugging Face checkpoint names, with a tied
   `lm_head.weight` left out (it is the embedding; safetensors also refuses shared tensors). A model
-  with LoRA adapters sends merged weights (`trainer/lora.py`, `merged_state_dict`), so the engine
-  runs a plain model.
+  with peft LoRA adapters (`trainer/lora.py`) sends merged weights (`merged_state_dict`), so the
+  engine runs a plain model.
 - `save_weights(model, path)`: that state dict as one safetensors file.
 - `reference_logprobs(model, prompt, completion, temperature)`: transformers' logprob of each
   completion token, fp32, under softmax(logits / temperature) (no top-p).
@@ -21,6 +21,7 @@ chose, so it does not detect a sampler that draws from the wrong distribution.
 from __future__ import annotations
 
 import copy
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,13 +29,43 @@ from typing import Any, Sequence
 import torch
 
 from chord_env.agents.backend import Backend, SamplingParams
-from chord_env.trainer.lora import has_adapters, merged_state_dict
 
 
 def is_tied(model: torch.nn.Module) -> bool:
     """Whether `model`'s output layer shares its weight with the input embedding."""
     config = getattr(model, "config", None)
     return bool(getattr(config, "tie_word_embeddings", False))
+
+
+def has_adapters(model: torch.nn.Module) -> bool:
+    """Whether `model` holds peft adapter layers (never true while peft has not been imported)."""
+    if "peft" not in sys.modules:
+        return False
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) for m in model.modules())
+
+
+@torch.no_grad()
+def merged_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """`model`'s weights with every active LoRA adapter folded in (W + scale * B A, peft's
+    `get_delta_weight`), under the names of the model without adapters; the module is not changed."""
+    from peft.tuners.lora import LoraLayer
+
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    adapter_parts = tuple(f".{part}." for part in LoraLayer.adapter_layer_names)
+    out = {}
+    for key, tensor in model.state_dict().items():
+        if any(part in key for part in adapter_parts):
+            continue
+        owner, _, leaf = key.rpartition(".base_layer.")
+        layer = layers.get(owner)
+        if layer is not None and leaf == "weight" and not layer.merged and not layer.disable_adapters:
+            for adapter in layer.active_adapters:
+                if adapter in layer.lora_A or adapter in layer.lora_embedding_A:
+                    tensor = tensor + layer.get_delta_weight(adapter)
+        out[key.replace(".base_layer.", ".")] = tensor
+    return out
 
 
 def sync_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -16,11 +16,11 @@ the `PeftModel` wrapper would hide: its own `base_model` is peft's tuner); the `
 - the final model: `merged_model` folds the adapters into the base weights (`merge_and_unload`), so
   the run's `final/` folder is a plain transformers model that loads without peft.
 
-Rollout engine: merged weights. `merged_state_dict` gives W + (alpha / r) B A for every adapted layer,
-under the Hugging Face names, without touching the module (merging in place and unmerging after each
-sync would round the base weights a little every step); `agents/weight_sync.py` sends it through the
-same in-place sync as full fine-tuning, and the same logprob-parity probe checks it after every sync
-(docs/platform.md, "Weight sync in place"). The alternative, serving the adapter through vLLM's LoRA
+Rollout engine: merged weights. `agents/weight_sync.py` sends an adapted model as W + (alpha / r) B A
+for every adapted layer, under the Hugging Face names, computed without touching the module
+(`weight_sync.merged_state_dict`; merging in place and unmerging after each sync would round the base
+weights a little every step), through the same in-place sync as full fine-tuning, and the same
+logprob-parity probe checks it after every sync (docs/platform.md, "Weight sync in place"). The alternative, serving the adapter through vLLM's LoRA
 support (an engine started with `enable_lora` and a fixed `max_lora_rank`, a new `LoRARequest` per
 step), moves only the adapter at each sync, but samples through separate LoRA kernels: every decode
 step pays for them, and the engine's logprobs are no longer those of one weight matrix, so parity
@@ -35,12 +35,10 @@ is the setting that matched full fine-tuning there.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 INSTALL_HINT = 'LoRA needs peft: pip install -e ".[lora]" (peft 0.21.0)'
@@ -81,37 +79,6 @@ def add_adapters(model: nn.Module, spec: LoraSpec) -> Any:
     if tied and isinstance(model.get_output_embeddings(), BaseTunerLayer):
         raise ValueError(f"lora.target_modules {spec.target_modules!r} adapts the output layer, which is tied to the embedding")
     return adapted
-
-
-def has_adapters(model: nn.Module) -> bool:
-    """Whether `model` holds peft adapter layers (never true while peft has not been imported)."""
-    if "peft" not in sys.modules:
-        return False
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    return any(isinstance(m, BaseTunerLayer) for m in model.modules())
-
-
-@torch.no_grad()
-def merged_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """`model`'s weights with every active LoRA adapter folded in (W + scale * B A, peft's
-    `get_delta_weight`), under the names of the model without adapters; the module is not changed."""
-    from peft.tuners.lora import LoraLayer
-
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
-    adapter_parts = tuple(f".{part}." for part in LoraLayer.adapter_layer_names)
-    out = {}
-    for key, tensor in model.state_dict().items():
-        if any(part in key for part in adapter_parts):
-            continue
-        owner, _, leaf = key.rpartition(".base_layer.")
-        layer = layers.get(owner)
-        if layer is not None and leaf == "weight" and not layer.merged and not layer.disable_adapters:
-            for adapter in layer.active_adapters:
-                if adapter in layer.lora_A or adapter in layer.lora_embedding_A:
-                    tensor = tensor + layer.get_delta_weight(adapter)
-        out[key.replace(".base_layer.", ".")] = tensor
-    return out
 
 
 class _AdaptersOff:

@@ -13,11 +13,11 @@ from transformers import AutoModelForCausalLM
 
 from chord_env.agents.hf_backend import HFBackend
 from chord_env.agents.runner import RolloutConfig
-from chord_env.agents.weight_sync import logprob_parity
+from chord_env.agents.weight_sync import logprob_parity, merged_state_dict
 from chord_env.trainer.batching import Sequence, pack
 from chord_env.trainer.config import TrainConfig
 from chord_env.trainer.logprobs import token_logprobs
-from chord_env.trainer.lora import LoraSpec, add_adapters, merged_state_dict
+from chord_env.trainer.lora import LoraSpec, add_adapters
 from chord_env.trainer.train import make_optimizer, update
 
 

@@ -16,10 +16,11 @@ from transformers import AutoModelForCausalLM
 from vowel_env import ENV_ID, WORDS
 
 from chord_env.agents.runner import RolloutConfig
+from chord_env.agents.weight_sync import has_adapters, merged_state_dict
 from chord_env.trainer.batching import Sequence, pack
 from chord_env.trainer.config import TrainConfig, load_config, save_config
 from chord_env.trainer.logprobs import token_logprobs
-from chord_env.trainer.lora import InitialPolicy, LoraSpec, add_adapters, has_adapters, merged_model, merged_state_dict
+from chord_env.trainer.lora import InitialPolicy, LoraSpec, add_adapters, merged_model
 from chord_env.trainer.metrics import read_metrics
 from chord_env.trainer.train import make_optimizer, train, update
 
