@@ -11,8 +11,8 @@ the `PeftModel` wrapper would hide: its own `base_model` is peft's tuner); the `
   (`PeftModel.disable_adapter`), so the KL to the initial model (`grpo/kl_ref`, `kl_coef`) needs no
   frozen copy of the weights;
 - checkpoints: `PeftModel.save_pretrained` writes the adapter alone (`adapter_model.safetensors` and
-  `adapter_config.json`, a few MB where the model is hundreds), and `load_adapter` reads it back when a
-  run resumes (`trainer/checkpoint.py`);
+  `adapter_config.json`: ~20 MB at rank 16 on SmolLM2-135M, whose fp32 weights take ~517 MB), and
+  `load_adapter` reads it back when a run resumes (`trainer/checkpoint.py`);
 - the final model: `merged_model` folds the adapters into the base weights (`merge_and_unload`), so
   the run's `final/` folder is a plain transformers model that loads without peft.
 
@@ -20,11 +20,12 @@ Rollout engine: merged weights. `agents/weight_sync.py` sends an adapted model a
 for every adapted layer, under the Hugging Face names, computed without touching the module
 (`weight_sync.merged_state_dict`; merging in place and unmerging after each sync would round the base
 weights a little every step), through the same in-place sync as full fine-tuning, and the same
-logprob-parity probe checks it after every sync (docs/platform.md, "Weight sync in place"). The alternative, serving the adapter through vLLM's LoRA
-support (an engine started with `enable_lora` and a fixed `max_lora_rank`, a new `LoRARequest` per
-step), moves only the adapter at each sync, but samples through separate LoRA kernels: every decode
-step pays for them, and the engine's logprobs are no longer those of one weight matrix, so parity
-with the trainer is looser. Merged weights keep the engine and its parity check exactly as verified
+logprob-parity probe checks it after every sync (docs/platform.md, "Weight sync in place").
+
+The alternative, serving the adapter through vLLM's LoRA support (an engine started with
+`enable_lora` and a fixed `max_lora_rank`, a new `LoRARequest` per step), moves only the adapter at
+each sync, but samples through separate LoRA kernels: every decode step pays for them, and the
+engine's logprobs are no longer those of one weight matrix, so parity with the trainer is looser. Merged weights keep the engine and its parity check exactly as verified
 for full fine-tuning and generation at full speed; the price is a full-weight sync per step, the same
 as full fine-tuning pays.
 
