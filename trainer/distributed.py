@@ -20,7 +20,9 @@ global batch:
   every rank, and its average is itself (a sum would count it W times).
 - Collectives must line up: DDP all-reduces and FSDP2 reduce-scatters in every backward pass, and FSDP2
   all-gathers in every forward pass, so every rank runs the same number of passes of each kind. A rank
-  with fewer micro-batches repeats one with weight 0 (its gradient is exactly zero).
+  with fewer micro-batches repeats one with weight 0 (its gradient is exactly zero). The no-grad pass
+  for the PPO old logprobs (`ppo_epochs` or `ppo_mini_batches` > 1) runs every micro-batch on every
+  rank: redundant work, but in step, and every rank gets every sequence's old logprobs.
 - Metrics: the ranks' share-weighted sums, each W times its part, average to the global value
   (`reduce_metrics`); "sync/" maxima take the max.
 - Rank 0 alone writes logs, evaluates, plots and saves the final model; checkpoints: see
