@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from chord_env.registry import BUILTINS
 from chord_env.trainer.recipes import CONFIGS, config_file
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "chord_env", "envs", "tools", "agents", "trainer", "configs")
+PACKAGE_DIRS = tuple(sorted(set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].values())))
+SOURCES = ("pyproject.toml", "README.md", "configs", *PACKAGE_DIRS)  # every folder the wheel's packages come from
 
 
 def test_version_and_help_defaults(capsys):
