@@ -357,6 +357,9 @@ def _mu(value: Any, name: str) -> MuSchedule:
 
 NESTED = {RolloutConfig: "{group_size: 8, max_turn_tokens: 256}", LoraSpec: "{rank: 16, alpha: 32}"}
 """The nested config dataclasses set by a mapping (unset fields at their defaults), each with an example."""
+_NESTED_FIELDS = {name: tp for name, hint in typing.get_type_hints(TrainConfig).items()
+                  for tp in (hint, *typing.get_args(hint)) if tp in NESTED}
+"""The fields that hold one of them ("rollout", "lora"), for `rollout.group_size=4`-style overrides."""
 
 
 def _nested(value: Any, tp: type, name: str) -> Any:
@@ -387,9 +390,8 @@ def _set(raw: dict[str, Any], key: str, value: Any) -> str:
     if not sub:
         raw[top] = value
         return top
-    nested = {"rollout": RolloutConfig, "lora": LoraSpec}
-    if top in nested and "." not in sub:
-        _check_known(sub, typing.get_type_hints(nested[top]), f"{top}.")
+    if top in _NESTED_FIELDS and "." not in sub:
+        _check_known(sub, typing.get_type_hints(_NESTED_FIELDS[top]), f"{top}.")
         current = raw.get(top) or {}
         raw[top] = {**(dataclasses.asdict(current) if dataclasses.is_dataclass(current) else current), sub: value}
         return top
@@ -464,7 +466,7 @@ def save_config(config: TrainConfig, path: str | Path) -> Path:
         value = getattr(config, f.name)
         if isinstance(value, MuSchedule):
             value = _mu_mapping(value)
-        elif isinstance(value, (RolloutConfig, LoraSpec)):
+        elif isinstance(value, tuple(NESTED)):
             value = dataclasses.asdict(value)
         elif isinstance(value, tuple):
             value = list(value)
