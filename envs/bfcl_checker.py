@@ -20,7 +20,9 @@ dependencies and imported it), it is left alone. Everything else here is BFCL's 
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import types
@@ -77,7 +79,10 @@ def bfcl() -> BFCL:
     global _bfcl
     if _bfcl is not None:
         return _bfcl
-    os.environ.setdefault("BFCL_PROJECT_ROOT", tempfile.mkdtemp(prefix="chord-env-bfcl-"))
+    if "BFCL_PROJECT_ROOT" not in os.environ:
+        root = tempfile.mkdtemp(prefix="chord-env-bfcl-")
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        os.environ["BFCL_PROJECT_ROOT"] = root
     _install_stand_in()
     try:
         from bfcl_eval.constants.category_mapping import TEST_COLLECTION_MAPPING

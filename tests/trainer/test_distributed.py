@@ -34,6 +34,7 @@ import dataclasses
 import json
 import os
 import socket
+import shutil
 import subprocess
 import sys
 import zlib
@@ -143,7 +144,8 @@ def runs(tmp_path_factory, tiny_model_dir):
             made[name] = root / name
         return made[name]
 
-    return run
+    yield run
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def free_port() -> int:
