@@ -44,6 +44,11 @@ untrained model does by default, so it is reported on its own row)."""
 ENV_SUITES = {"catalog-validation": ("chord/FunctionCatalog-v0", "validation", 60),
               "worlds-held-out": ("chord/Worlds-v0", "held_out", 16)}
 """Held-out env suites: (env id, split, tasks), played greedily by the rollout runner."""
+IRRELEVANCE_SHARE = 0.5
+"""The weight of the irrelevance shape in the demo's expert traces (the other shapes keep `SHAPES`'
+weights, so 0.5 makes 37% of the traces answers without a call). At the catalogue's default 0.15,
+SFT teaches the model to call a function whatever it is asked; chosen on our validation split among
+0.15, 0.35, 0.5 and 0.7 (`scripts/irrelevance_share.py`, docs/results.md)."""
 
 
 @dataclass
@@ -158,9 +163,10 @@ def build_data(folder: Path, fc_rows: int, seed: int) -> str:
     catalogue traces and the held-out suites are single-turn calls and unseen worlds (mix them by
     weight with `expert={fc_train.jsonl: 0.9, train.jsonl: 0.1}`, `trainer/expert.py`)."""
     from chord_env.envs.data_build import build, build_function_rows
+    from chord_env.envs.function_tasks import SHAPES
 
     if not (folder / "COMPLETE").is_file():
-        build_function_rows(folder, n=fc_rows, seed=seed)
+        build_function_rows(folder, n=fc_rows, seed=seed, weights={**SHAPES, "irrelevance": IRRELEVANCE_SHARE})
         build(folder, n=16, seed=seed, math_n=0, fc_n=0)
         (folder / "COMPLETE").touch()
     return f"expert={folder / 'fc_train.jsonl'}"
