@@ -37,7 +37,7 @@ def choice(index: int, ids: list[int], reason: str = "length") -> dict[str, Any]
             "logprobs": {"token_logprobs": [-0.5] * len(ids), "tokens": [f"token_id:{t}" for t in ids]}}
 
 
-class FakeServer:
+class FakeServer(loopback.Endpoint):
     """An OpenAI-style server on 127.0.0.1 whose `/completions` answer is `respond(body)`:
     (status, JSON-able object or raw bytes). `/models` serves model "fake" with max_model_len 64."""
 
@@ -69,15 +69,10 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, root = loopback.serve(Handler)
-        self.url = root + "/v1"
+        self.start(Handler)
 
     def backend(self, **options: Any) -> OpenAIBackend:
         return OpenAIBackend(self.url, "fake", **{**FAST, **options})
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

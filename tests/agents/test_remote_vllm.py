@@ -26,7 +26,7 @@ TOL = 1e-3
 CHANGED = 0.05
 
 
-class FakeServer:
+class FakeServer(loopback.Endpoint):
     """An OpenAI-style server serving model "fake" that answers each completion with one token, its
     `mark`, and records the prompts; `/collective_rpc` answers `rpc_status`."""
 
@@ -58,12 +58,7 @@ class FakeServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, root = loopback.serve(Handler)
-        self.url = root + "/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.start(Handler)
 
 
 @pytest.fixture

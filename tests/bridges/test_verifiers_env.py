@@ -25,7 +25,7 @@ import loopback
 QUESTION = re.compile(r"What is (.+)\? Use the calculator\.")
 
 
-class ScriptedExpert:
+class ScriptedExpert(loopback.Endpoint):
     """Plays chord/Calculator-v0's expert: calls `calculator` on the question's expression, then
     states the tool's result. Records every request body."""
 
@@ -47,8 +47,7 @@ class ScriptedExpert:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, root = loopback.serve(Handler)
-        self.url = root + "/v1"
+        self.start(Handler)
 
     @staticmethod
     def reply(body: dict[str, Any], structured: bool) -> dict[str, Any]:
@@ -68,10 +67,6 @@ class ScriptedExpert:
         return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                 "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 CHILD = """

@@ -21,7 +21,7 @@ import loopback
 KEY = "sk-test-not-a-real-key"
 
 
-class FakeOpenAI:
+class FakeOpenAI(loopback.Endpoint):
     """Answers chat requests with tools by calling the first tool (arguments {"x": 1}), math requests
     with the right answer for the first held-out problem and a wrong one otherwise, and token-id
     completions with `completion_ids`. Records every request's path, headers and body."""
@@ -52,8 +52,7 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, root = loopback.serve(Handler)
-        self.url = root + "/v1"
+        self.start(Handler)
 
     @staticmethod
     def chat(body: dict[str, Any], first: Any) -> dict[str, Any]:
@@ -73,10 +72,6 @@ class FakeOpenAI:
                     "logprobs": {"token_logprobs": [-0.5] * len(ids), "tokens": [f"token_id:{t}" for t in ids]}}
                    for i in range(body["n"])]
         return {"id": "x", "object": "text_completion", "choices": choices}
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

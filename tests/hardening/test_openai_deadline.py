@@ -31,7 +31,7 @@ def answer(ids: list[int], logprobs: str) -> bytes:
     return ('{"choices": [' + choice.replace('"LP"', logprobs) + "]}").encode()
 
 
-class Server:
+class Server(loopback.Endpoint):
     """A loopback HTTP server: `/models` answers at once, `/completions` with `post(handler)`."""
 
     def __init__(self, post: Callable[[BaseHTTPRequestHandler], None]):
@@ -48,12 +48,7 @@ class Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server, root = loopback.serve(Handler)
-        self.url = root + "/v1"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.start(Handler)
 
 
 def send(handler: BaseHTTPRequestHandler, status: int, data: bytes, byte_every: float = 0.0) -> None:
