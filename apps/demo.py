@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import matplotlib
 
@@ -36,6 +36,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from chord_env.trainer.recipes import CONFIGS  # noqa: E402
+
+if TYPE_CHECKING:
+    from chord_env.agents.backend import Backend
+    from chord_env.chat import ChatRenderer
+    from chord_env.types import Trajectory
 
 BFCL_SUBSET = {"simple_python": 100, "multiple": 50, "parallel": 50, "parallel_multiple": 50, "irrelevance": 50}
 """The fixed BFCL subset: the first cases of each non-live Python category, in BFCL's order. The
@@ -117,10 +122,8 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
 
     from chord_env.agents.backend import SamplingParams, open_backend
     from chord_env.agents.evaluate import bfcl_suite, evaluate
-    from chord_env.agents.runner import RolloutConfig, rollout
     from chord_env.chat import ChatRenderer
     from chord_env.envs.mixture import make_for_split
-    from chord_env.trainer.train import EVAL_SEED
 
     done = out / "scores.json"
     if done.is_file():
@@ -140,11 +143,8 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
             scores[f"bfcl/{category}"] = Score(sum(r.num_correct for r in mine), len(mine))
         ast = [r for r in results if r.category != "irrelevance"]
         scores["bfcl/non-live AST"] = Score(sum(r.num_correct for r in ast), len(ast))
-        config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=max_tokens, max_context=2048)
         for name, (env_id, split, n) in ENV_SUITES.items():
-            seeds = list(range(EVAL_SEED, EVAL_SEED + n))
-            trajectories = list(rollout(backend, partial(make_for_split, env_id, split), renderer, seeds, config,
-                                        renderer.stop_token_ids(), progress=True))
+            trajectories = play_greedy(backend, renderer, partial(make_for_split, env_id, split), n, max_tokens)
             with open(out / f"{name}.jsonl", "w") as f:
                 for t in trajectories:
                     f.write(json.dumps({"task_id": t.task_id, "success": t.success, "reward": t.reward,
@@ -154,6 +154,18 @@ def evaluate_model(model_dir: str, out: Path, max_tokens: int = 160) -> dict[str
         backend.close()
     done.write_text(json.dumps({k: v.__dict__ for k, v in scores.items()}, indent=2))
     return scores
+
+
+def play_greedy(backend: Backend, renderer: ChatRenderer, make_env: Callable[[], Any], n: int,
+                max_tokens: int = 160) -> list[Trajectory]:
+    """The trajectories of `n` episodes of `make_env()`'s env from the evaluation seeds, greedy, one
+    sample each (how every held-out env suite is played)."""
+    from chord_env.agents.runner import RolloutConfig, rollout
+    from chord_env.trainer.train import EVAL_SEED
+
+    config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=max_tokens, max_context=2048)
+    seeds = list(range(EVAL_SEED, EVAL_SEED + n))
+    return list(rollout(backend, make_env, renderer, seeds, config, renderer.stop_token_ids(), progress=True))
 
 
 def build_data(folder: Path, fc_rows: int, seed: int) -> str:

@@ -56,20 +56,17 @@ def greedy_success(model_dir: Path) -> dict[str, dict[str, str]]:
 
     import chord_env
     from chord_env.agents.backend import open_backend
-    from chord_env.agents.runner import RolloutConfig, rollout
+    from chord_env.apps.demo import play_greedy
     from chord_env.chat import ChatRenderer
-    from chord_env.trainer.train import EVAL_SEED
 
     renderer = ChatRenderer(AutoTokenizer.from_pretrained(model_dir))
     backend = open_backend(str(model_dir), max_model_len=2048)
-    config = RolloutConfig(group_size=1, temperature=0.0, max_turn_tokens=160, max_context=2048)
     result = {}
     try:
         for name, (weights, n) in EVAL_SUITES.items():
             make = partial(chord_env.make, "chord/FunctionCatalog-v0", split="validation", **({"weights": weights} if weights else {}))
-            seeds = list(range(EVAL_SEED, EVAL_SEED + n))
             solved: dict[str, list[bool]] = defaultdict(list)
-            for t in rollout(backend, make, renderer, seeds, config, renderer.stop_token_ids()):
+            for t in play_greedy(backend, renderer, make, n):
                 solved[t.task_id.split("-")[2]].append(bool(t.success))  # task ids are fc-SPLIT-SHAPE-SEED
             result[name] = {s: f"{sum(v)}/{len(v)}" for s, v in solved.items()}
             print(name, result[name], flush=True)
